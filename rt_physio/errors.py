@@ -1,0 +1,19 @@
+"""Errors that mean "the user asked for something that cannot work", shown without a traceback."""
+
+from __future__ import annotations
+
+
+class RtPhysioError(Exception):
+    """Base class for user-facing errors: the message alone must say what was wrong and what to do."""
+
+
+class ConfigError(RtPhysioError):
+    """A configuration value, device profile or command-line argument is invalid."""
+
+
+class SourceError(RtPhysioError):
+    """A stream or board could not be found, opened or read, or contradicts its profile."""
+
+
+class ModelError(RtPhysioError):
+    """A model folder, its model.toml or its weights are missing or corrupt."""

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rt_physio.config import EngineConfig, SessionConfig, load_engine_config
+from rt_physio.errors import ConfigError
+
+
+def test_config_file_with_sessions_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.toml"
+    path.write_text(
+        'model = "untrained-demo"\nhop = 0.5\npublish = "zmq://127.0.0.1:6000"\n'
+        '[[sessions]]\nid = "alice"\neeg = "lsl:AliceEEG"\necg = "none"\n'
+        '[[sessions]]\nid = "bob"\neeg = "synthetic"\necg = "synthetic"\n'
+    )
+    config = load_engine_config(path, window_s=4.0)
+    assert config.hop_s == 0.5 and config.window_s == 4.0
+    assert config.publish == ("zmq://127.0.0.1:6000",)
+    assert config.sessions[0] == SessionConfig("alice", "lsl:AliceEEG", None)
+    assert config.sessions[1].session_id == "bob"
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("hop = 0.5\nfoo = 1\n", "unknown key"),
+    ("window = 2.5\n", "whole number"),
+    ("[[sessions]]\nid = 'a'\neeg = 'none'\necg = 'none'\n", "neither"),
+    ("[[sessions]]\nid = 'a b'\neeg = 'synthetic'\n", "Session id"),
+    ("[[sessions]]\nid = 'a'\neeg = 'x'\n[[sessions]]\nid = 'a'\necg = 'y'\n", "unique"),
+    ("hop = [\n", "invalid TOML"),
+    ("line_freq = 55\n", "50 or 60"),
+])
+def test_bad_config_files_name_the_problem(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_engine_config(path)
+
+
+def test_defaults_are_the_synthetic_demo() -> None:
+    config = EngineConfig()
+    assert config.sessions == (SessionConfig("default", "synthetic", "synthetic"),)
+    assert config.publish == ("zmq://127.0.0.1:5556",)
+    assert (config.window_s, config.hop_s) == (5.0, 1.0)
