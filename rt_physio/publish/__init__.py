@@ -1,0 +1,1 @@
+"""Publishing predictions: the versioned message schema and the ZeroMQ publisher."""

@@ -1,0 +1,75 @@
+"""The ``rt_physio.prediction/1`` message: building, serialising and validating it.
+
+The JSON Schema lives next to this module (``prediction.schema.json``) so subscribers in any language can
+validate what they receive. Messages are JSON (UTF-8) by default; never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+__all__ = ["SCHEMA_ID", "Prediction", "load_schema", "validate"]
+
+SCHEMA_ID = "rt_physio.prediction/1"
+UNTRAINED_WARNING = "untrained model: outputs are random and carry no meaning"
+
+
+@dataclass(slots=True)
+class Prediction:
+    """One model output for one window of one session (see the README for the field meanings)."""
+
+    session: str
+    seq: int
+    t_start: float
+    t_end: float
+    t_wall: float
+    outputs: dict[str, float]
+    model_name: str
+    model_sha256: str
+    trained: bool
+    modalities: list[str]
+    quality: dict[str, float]
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_message(self) -> dict[str, Any]:
+        """Return the message as plain JSON-compatible types."""
+        msg: dict[str, Any] = {
+            "schema": SCHEMA_ID,
+            "session": self.session,
+            "seq": self.seq,
+            "t_start": round(self.t_start, 6),
+            "t_end": round(self.t_end, 6),
+            "t_wall": round(self.t_wall, 6),
+            "outputs": {k: round(float(v), 6) for k, v in self.outputs.items()},
+            "model": {"name": self.model_name, "sha256": self.model_sha256, "trained": self.trained},
+            "modalities": list(self.modalities),
+            "quality": {k: round(float(v), 4) for k, v in self.quality.items() if math.isfinite(v)},
+            "latency_ms": {k: v for k, v in self.latency_ms.items() if math.isfinite(v)},
+        }
+        if not self.trained:
+            msg["warning"] = UNTRAINED_WARNING
+        return msg
+
+    def to_json(self) -> bytes:
+        """Serialise to compact UTF-8 JSON."""
+        return json.dumps(self.to_message(), separators=(",", ":"), allow_nan=False).encode()
+
+
+@cache
+def load_schema() -> dict[str, Any]:
+    """Return the JSON Schema of ``rt_physio.prediction/1``."""
+    text = resources.files("rt_physio.publish").joinpath("prediction.schema.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def validate(message: dict[str, Any]) -> None:
+    """Raise ``jsonschema.ValidationError`` if ``message`` does not follow the schema."""
+    import jsonschema
+
+    jsonschema.validate(message, load_schema())

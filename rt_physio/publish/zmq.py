@@ -1,0 +1,152 @@
+"""ZeroMQ PUB publisher: multipart ``[topic, payload]`` on a socket bound to loopback by default.
+
+The engine never waits on subscribers: messages are handed to a bounded queue and sent by the publisher's own
+thread with ``NOBLOCK``; when the queue overflows the oldest message is dropped and counted. (A PUB socket
+itself drops messages for a subscriber whose high-water mark is reached; that is ZeroMQ's documented
+slow-subscriber behaviour.)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+import zmq
+
+from rt_physio.errors import ConfigError
+from rt_physio.runtime.queues import DropOldestQueue
+
+__all__ = ["ZmqPublisher", "ZmqUrl", "parse_zmq_url"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "zmq://127.0.0.1:5556"
+
+
+@dataclass(frozen=True, slots=True)
+class ZmqUrl:
+    """A parsed ``zmq://HOST:PORT[?hwm=N]`` publish URL."""
+
+    host: str
+    port: int
+    hwm: int = 1000
+
+    @property
+    def endpoint(self) -> str:
+        """The ZeroMQ endpoint to bind."""
+        host = "*" if self.host in ("0.0.0.0", "*") else self.host
+        return f"tcp://{host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when the socket is reachable only from this machine."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+def parse_zmq_url(url: str) -> ZmqUrl:
+    """Parse ``zmq://HOST:PORT[?hwm=N]``, raising :class:`ConfigError` with the expected form on bad input."""
+    parts = urlsplit(url)
+    expected = "expected zmq://HOST:PORT, e.g. zmq://127.0.0.1:5556"
+    if parts.scheme != "zmq" or not parts.hostname:
+        raise ConfigError(f"Invalid publish URL {url!r}: {expected}.")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"Invalid port in publish URL {url!r}: {expected}.") from exc
+    if port is None or port == 0:
+        raise ConfigError(f"Publish URL {url!r} has no port: {expected}.")
+    query = parse_qs(parts.query)
+    unknown = set(query) - {"hwm"}
+    if unknown:
+        raise ConfigError(f"Unknown option(s) {sorted(unknown)} in publish URL {url!r}; valid: hwm.")
+    hwm = 1000
+    if "hwm" in query:
+        try:
+            hwm = int(query["hwm"][-1])
+        except ValueError as exc:
+            raise ConfigError(f"hwm in {url!r} must be an integer, got {query['hwm'][-1]!r}.") from exc
+        if hwm < 1:
+            raise ConfigError(f"hwm in {url!r} must be at least 1, got {hwm}.")
+    return ZmqUrl(host=parts.hostname, port=port, hwm=hwm)
+
+
+class ZmqPublisher:
+    """Publish ``[topic, payload]`` frames on a PUB socket from a dedicated thread.
+
+    Parameters
+    ----------
+    url : str
+        ``zmq://HOST:PORT[?hwm=N]``; the socket is bound there at construction, so a busy port is reported
+        before the engine starts.
+    insecure : bool
+        Required to bind a non-loopback address (messages are unauthenticated and unencrypted).
+    queue_size : int
+        Messages waiting for the sender thread before the oldest is dropped.
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, *, insecure: bool = False, queue_size: int = 1024) -> None:
+        self.url = parse_zmq_url(url)
+        if not self.url.is_loopback and not insecure:
+            raise ConfigError(
+                f"Refusing to publish on non-loopback address {self.url.host!r} without encryption: anyone on the "
+                "network could read the predictions. Bind 127.0.0.1, or pass --insecure to accept that."
+            )
+        self._ctx = zmq.Context.instance()
+        self._sock = self._ctx.socket(zmq.PUB)
+        self._sock.setsockopt(zmq.SNDHWM, self.url.hwm)
+        self._sock.setsockopt(zmq.LINGER, 1000)
+        try:
+            self._sock.bind(self.url.endpoint)
+        except zmq.ZMQError as exc:
+            self._sock.close(linger=0)
+            raise ConfigError(
+                f"Cannot bind ZeroMQ publisher on {self.url.endpoint}: {exc.strerror}. Is another rt-physio "
+                "running? Choose another port with --publish zmq://127.0.0.1:PORT."
+            ) from exc
+        self._queue: DropOldestQueue[tuple[bytes, bytes]] = DropOldestQueue(queue_size)
+        self._thread = threading.Thread(target=self._run, name=f"zmq-pub-{self.url.port}", daemon=True)
+        self.sent = 0
+        self.send_errors = 0
+        self._thread.start()
+        log.info("publishing on %s", self.url.endpoint)
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped because the sender thread fell behind."""
+        return self._queue.dropped
+
+    def send(self, topic: str, payload: bytes) -> None:
+        """Queue one message; never blocks."""
+        if self._queue.put((topic.encode(), payload)) is not None:
+            log.warning("zmq publisher %s: queue full, dropped the oldest message (%d so far)",
+                        self.url.endpoint, self._queue.dropped)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get(timeout=0.5)
+            if item is None:
+                if self._queue.closed:
+                    break
+                continue
+            try:
+                self._sock.send_multipart(item, flags=zmq.NOBLOCK)
+                self.sent += 1
+            except zmq.Again:
+                self.send_errors += 1
+            except zmq.ZMQError as exc:
+                self.send_errors += 1
+                log.warning("zmq publisher %s: send failed: %s", self.url.endpoint, exc)
+        self._sock.close()
+
+    def close(self) -> None:
+        """Send what is queued, then close the socket (waits up to ~2 s)."""
+        self._queue.close()
+        self._thread.join(timeout=2.0)

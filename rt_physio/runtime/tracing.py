@@ -1,0 +1,43 @@
+"""Per-window latency tracing: engine-clock marks at each stage, reported in milliseconds.
+
+Stages (all on the engine clock, :func:`rt_physio.clock.local_clock`):
+
+``acquire``  newest raw sample's timestamp → its chunk obtained by the acquisition thread (transport + device
+             buffering)
+``dsp``      chunk obtained → filtered, resampled and written to the ring
+``window``   ring written → window cut and handed to the executor (waiting for the slowest modality)
+``queue``    handed to the executor → inference started
+``infer``    model forward pass (and copy of the inputs to the device)
+``publish``  inference done → message serialised for the publishers
+``total``    newest raw sample's timestamp → message serialised
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["STAGES", "Trace"]
+
+STAGES = ("acquire", "dsp", "window", "queue", "infer", "publish")
+
+
+@dataclass(slots=True)
+class Trace:
+    """Engine-clock marks of one window's path through the engine (seconds; NaN until reached)."""
+
+    sample: float = float("nan")
+    received: float = float("nan")
+    dsp_done: float = float("nan")
+    cut: float = float("nan")
+    infer_start: float = float("nan")
+    infer_end: float = float("nan")
+    serialised: float = float("nan")
+    batch_size: int = 1
+
+    def to_ms(self) -> dict[str, float]:
+        """Return the stage durations and the total in milliseconds, rounded to microseconds."""
+        marks = (self.sample, self.received, self.dsp_done, self.cut, self.infer_start, self.infer_end,
+                 self.serialised)
+        out = {stage: round(1e3 * (b - a), 3) for stage, a, b in zip(STAGES, marks[:-1], marks[1:], strict=True)}
+        out["total"] = round(1e3 * (self.serialised - self.sample), 3)
+        return out

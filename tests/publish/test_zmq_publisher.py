@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import zmq
+
+from rt_physio.errors import ConfigError
+from rt_physio.publish.schema import Prediction, validate
+from rt_physio.publish.zmq import ZmqPublisher, parse_zmq_url
+
+
+def _prediction(seq: int = 0, trained: bool = False) -> Prediction:
+    return Prediction(
+        session="s1", seq=seq, t_start=10.0, t_end=15.0, t_wall=time.time(), outputs={"arousal": 0.25},
+        model_name="m", model_sha256="ab" * 32, trained=trained, modalities=["eeg"], quality={"eeg": 0.9},
+        latency_ms={"infer": 1.5, "total": 3.25},
+    )
+
+
+def test_message_validates_and_untrained_carries_warning() -> None:
+    msg = _prediction().to_message()
+    validate(msg)
+    assert msg["warning"].startswith("untrained")
+    assert "warning" not in _prediction(trained=True).to_message()
+
+
+def test_schema_rejects_probability_out_of_range() -> None:
+    import jsonschema
+
+    msg = _prediction().to_message()
+    msg["outputs"]["arousal"] = 1.5
+    with pytest.raises(jsonschema.ValidationError):
+        validate(msg)
+
+
+def test_publisher_sends_multipart_topic_and_json(port: int) -> None:
+    pub = ZmqPublisher(f"zmq://127.0.0.1:{port}")
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"rt_physio/s1/")
+    sub.connect(f"tcp://127.0.0.1:{port}")
+    try:
+        got = None
+        deadline = time.monotonic() + 5
+        seq = 0
+        while got is None and time.monotonic() < deadline:  # PUB/SUB slow joiner: resend until one arrives
+            pub.send("rt_physio/s1/pred", _prediction(seq).to_json())
+            seq += 1
+            if sub.poll(100):
+                got = sub.recv_multipart()
+        assert got is not None
+        topic, payload = got
+        assert topic == b"rt_physio/s1/pred"
+        msg = json.loads(payload)
+        validate(msg)
+        assert msg["session"] == "s1"
+    finally:
+        sub.close(linger=0)
+        pub.close()
+    assert pub.sent >= 1
+
+
+def test_busy_port_is_a_clear_error(port: int) -> None:
+    first = ZmqPublisher(f"zmq://127.0.0.1:{port}")
+    try:
+        with pytest.raises(ConfigError, match=f"Cannot bind.*{port}"):
+            ZmqPublisher(f"zmq://127.0.0.1:{port}")
+    finally:
+        first.close()
+
+
+def test_non_loopback_bind_needs_insecure(port: int) -> None:
+    with pytest.raises(ConfigError, match="--insecure"):
+        ZmqPublisher(f"zmq://0.0.0.0:{port}")
+    pub = ZmqPublisher(f"zmq://0.0.0.0:{port}", insecure=True)
+    pub.close()
+
+
+@pytest.mark.parametrize("url", ["tcp://127.0.0.1:5556", "zmq://127.0.0.1", "zmq://127.0.0.1:abc",
+                                 "zmq://127.0.0.1:5556?foo=1", "zmq://127.0.0.1:5556?hwm=0"])
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_zmq_url(url)
+
+
+def test_url_options() -> None:
+    url = parse_zmq_url("zmq://localhost:7000?hwm=5")
+    assert (url.port, url.hwm, url.is_loopback) == (7000, 5, True)
