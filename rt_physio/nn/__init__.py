@@ -1,0 +1,21 @@
+"""Models: the CBraMod encoder, the EEG + ECG fusion model, checkpoint loading and the model repository."""
+
+from rt_physio.nn.cbramod import CBraMod
+from rt_physio.nn.checkpoint import load_cbramod_checkpoint
+from rt_physio.nn.fusion import FusionModel
+from rt_physio.nn.registry import LoadedModel, list_models, load_model, resolve_model, save_model
+from rt_physio.nn.spec import ModelSpec, Preprocessing, read_model_spec
+
+__all__ = [
+    "CBraMod",
+    "FusionModel",
+    "LoadedModel",
+    "ModelSpec",
+    "Preprocessing",
+    "list_models",
+    "load_cbramod_checkpoint",
+    "load_model",
+    "read_model_spec",
+    "resolve_model",
+    "save_model",
+]
