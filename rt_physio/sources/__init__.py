@@ -1,0 +1,11 @@
+"""Signal sources: each delivers :class:`Chunk` objects from its own acquisition thread.
+
+Modules: ``base`` (the Source protocol, Chunk, ThreadedSource), ``spec`` (``open_source(SPEC, modality)``, the
+entry point), ``lsl`` / ``lsl_streams`` (LSL inlets and stream resolution), ``brainflow`` /
+``brainflow_boards`` (shared BrainFlow board sessions, board names and parameters), ``profiles`` (device profiles
+in ``drivers/``), ``devices`` (what ``rt-physio devices`` lists) and ``units``.
+"""
+
+from rt_physio.sources.base import Chunk, Modality, Source, SourceStats, StreamInfo
+
+__all__ = ["Chunk", "Modality", "Source", "SourceStats", "StreamInfo"]

@@ -1,0 +1,381 @@
+"""BrainFlow boards as sources: one shared board session per physical board, one source per modality.
+
+One board often serves both modalities (the synthetic board's EEG and ECG rows come from one ``BoardShim``,
+and BrainFlow refuses a second session on the same board). So a :class:`BoardSession` owns the board and one
+acquisition thread, and each :class:`BrainFlowSource` is a view on it that receives its own rows. Sessions
+live in a module registry keyed by (board id, input parameters) and are reference-counted: the board is
+released when the last source using it stops, on every exit path (errors, never-started sources, exit).
+
+BrainFlow's timestamps are wall clock (``time.time``); they are mapped onto the engine clock with a
+:class:`~rt_physio.clock.WallClockMap` measured at prepare and refreshed every ``clock_refresh`` seconds.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+from urllib.parse import urlencode
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rt_physio.clock import WallClockMap, local_clock
+from rt_physio.errors import ConfigError, SourceError
+from rt_physio.sources.base import Chunk, ChunkSink, Modality, SourceStats, StreamInfo, deliver
+from rt_physio.sources.brainflow_boards import (
+    BoardDescription,
+    BoardIds,
+    BoardLog,
+    BoardShim,
+    BrainFlowError,
+    BrainFlowInputParams,
+    PackageCounter,
+    board_descr,
+    board_from_name,
+    board_name,
+    brainflow_error_name,
+    input_params,
+)
+from rt_physio.sources.profiles import ModalityProfile
+
+__all__ = ["BoardSession", "BrainFlowSource", "acquire_session", "open_brainflow"]
+
+log = logging.getLogger(__name__)
+
+_ADDRESS_FIELDS = ("serial_port", "mac_address", "ip_address", "serial_number", "file")
+
+
+class BoardSession:
+    """One prepared BrainFlow board and the thread that drains it.
+
+    Created (and the board prepared) on the caller's thread by :func:`acquire_session`; streaming and the
+    acquisition thread start when the first source attaches a sink. Use :func:`acquire_session` rather than
+    the constructor so that every modality of a board shares one session.
+
+    Parameters
+    ----------
+    board_id : int
+        BrainFlow board id.
+    params : BrainFlowInputParams
+        Connection parameters.
+    """
+
+    #: Sleep between empty polls (the synthetic board produces a sample every 4 ms).
+    poll_interval: float = 0.001
+    #: Seconds between re-measurements of the wall-clock offset.
+    clock_refresh: float = 10.0
+    #: Seconds of consecutive read errors after which the session gives up.
+    fail_after: float = 10.0
+    #: Seconds of data BrainFlow's ring buffer holds (we drain it every millisecond).
+    buffer_seconds: float = 120.0
+
+    def __init__(self, board_id: int, params: BrainFlowInputParams) -> None:
+        self.board_id = board_id
+        self.key = (board_id, params.to_json())
+        self.descr: BoardDescription = board_descr(board_id, params)
+        address = next((f"{getattr(params, f)}" for f in _ADDRESS_FIELDS if getattr(params, f)), "")
+        self.label = board_name(board_id) + (f" on {address}" if address else "")
+        self.failure: BaseException | None = None
+        self._subscribers: tuple[BrainFlowSource, ...] = ()
+        self._refs = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._packages = PackageCounter()
+        BoardLog.install()
+        mark = BoardLog.mark()
+        self._board: BoardShim | None = None
+        try:
+            self._board = BoardShim(board_id, params)
+            self._board.prepare_session()
+            if board_id == BoardIds.PLAYBACK_FILE_BOARD.value:
+                # A replayed recording is live input for the engine: stamp samples when they are played.
+                self._board.config_board("new_timestamps")
+        except BrainFlowError as exc:
+            self._board = None  # let BoardShim.__del__ run now, not at interpreter exit
+            code = brainflow_error_name(exc)
+            if code == "ANOTHER_BOARD_IS_CREATED_ERROR":
+                hint = " Something else in this process already holds this board with the same parameters."
+            else:
+                hint = (" Check that it is switched on, connected and not used by another program, and its "
+                        "parameters (serial_port=…, mac_address=…).")
+            raise SourceError(f"board {self.label} failed to prepare: {code}.{BoardLog.explain(mark)}{hint}") from exc
+        self.clock = WallClockMap()
+
+    @property
+    def running(self) -> bool:
+        """True while the acquisition thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def attach(self, source: BrainFlowSource) -> None:
+        """Start delivering to ``source``; the first attach starts streaming and the acquisition thread."""
+        with self._lock:
+            if self._closed or self._board is None:
+                reason = f" ({self.failure})" if self.failure is not None else ""
+                raise SourceError(f"board {self.label} is already released{reason}; open the source again.")
+            self._subscribers = (*self._subscribers, source)
+            if self._thread is not None:
+                return
+            mark = BoardLog.mark()
+            try:
+                self._board.start_stream(max(1024, int(self.descr.sfreq * self.buffer_seconds)))
+            except BrainFlowError as exc:
+                self._subscribers = tuple(s for s in self._subscribers if s is not source)
+                raise SourceError(f"board {self.label} failed to start streaming: {brainflow_error_name(exc)}."
+                                  f"{BoardLog.explain(mark)}") from exc
+            self.clock.refresh()
+            self._thread = threading.Thread(target=self._run, name=f"src-brainflow-{self.label}", daemon=True)
+            self._thread.start()
+
+    def release(self, source: BrainFlowSource) -> None:
+        """Drop ``source``; the last release stops the thread and releases the board."""
+        with _REGISTRY_LOCK:  # so that a concurrent acquire_session either keeps this session or waits for it
+            with self._lock:
+                self._subscribers = tuple(s for s in self._subscribers if s is not source)
+                self._refs -= 1
+                last = self._refs <= 0
+            if last:
+                self.close()
+
+    def close(self) -> None:
+        """Stop acquisition and release the board now (idempotent; waits up to 2 s for the thread)."""
+        with _REGISTRY_LOCK:
+            if _REGISTRY.get(self.key) is self:
+                del _REGISTRY[self.key]
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+        self._stop.set()
+        if thread is None:
+            self._release_board()
+        elif thread is not threading.current_thread():
+            thread.join(timeout=2.0)
+            if thread.is_alive():
+                log.warning("board %s: acquisition thread did not stop within 2 s", self.label)
+
+    # -- acquisition thread -------------------------------------------------------------------------------
+    def _run(self) -> None:
+        board = self._board
+        assert board is not None
+        failing_since: float | None = None
+        next_housekeeping = local_clock() + self.clock_refresh
+        try:
+            while not self._stop.is_set():
+                now = local_clock()
+                if now >= next_housekeeping:
+                    next_housekeeping = now + self.clock_refresh
+                    self._housekeeping()
+                try:
+                    n = board.get_board_data_count()
+                    if n == 0:
+                        time.sleep(self.poll_interval)  # lighter than Event.wait; stop is checked each loop
+                        continue
+                    data = board.get_board_data(n)
+                except BrainFlowError as exc:  # count, log once per run of failures, retry, give up eventually
+                    for s in self._subscribers:
+                        s.stats.errors += 1
+                    if failing_since is None:
+                        failing_since = now
+                        log.warning("board %s: read failed (%s); retrying", self.label, brainflow_error_name(exc))
+                    if now - failing_since > self.fail_after:
+                        self.failure = SourceError(f"board {self.label} stopped delivering data: "
+                                                   f"{brainflow_error_name(exc)}.")
+                        log.error("board %s: giving up after %.0f s of errors", self.label, self.fail_after)
+                        return
+                    self._stop.wait(0.1)
+                    continue
+                failing_since = None
+                self._dispatch(data, local_clock())
+        except Exception as exc:
+            self.failure = exc
+            log.exception("board %s: acquisition stopped", self.label)
+        finally:
+            self._release_board()
+
+    def _housekeeping(self) -> None:
+        change = self.clock.refresh()
+        if abs(change) > 0.05:
+            log.warning("board %s: the wall clock jumped by %.3f s; timestamps follow it", self.label, change)
+        BoardLog.forward()
+
+    def _dispatch(self, data: NDArray[np.float64], received: float) -> None:
+        timestamps = data[self.descr.timestamp_row] - self.clock.offset
+        row = self.descr.package_row
+        lost = self._packages.update(data[row]) if row is not None else 0
+        subscribers = self._subscribers
+        for i, source in enumerate(subscribers):
+            source._deliver(data, timestamps if i == len(subscribers) - 1 else timestamps.copy(), received, lost)
+
+    def _release_board(self) -> None:
+        board, self._board = self._board, None  # dropped here: BoardShim.__del__ must not run at interpreter exit
+        try:
+            if board is not None and board.is_prepared():
+                if self._thread is not None:
+                    try:
+                        board.stop_stream()
+                    except BrainFlowError as exc:
+                        log.debug("board %s: stop_stream: %s", self.label, exc)
+                board.release_session()
+                log.debug("board %s released", self.label)
+        except BrainFlowError as exc:
+            log.warning("board %s: release failed: %s", self.label, brainflow_error_name(exc))
+        BoardLog.forward()
+
+
+_REGISTRY: dict[tuple[int, str], BoardSession] = {}
+_REGISTRY_LOCK = threading.RLock()
+
+
+def acquire_session(board_id: int, params: BrainFlowInputParams) -> BoardSession:
+    """Return the open session for (board, params), preparing the board if there is none; adds a reference."""
+    key = (board_id, params.to_json())
+    with _REGISTRY_LOCK:
+        session = _REGISTRY.get(key)
+        if session is None or session._board is None:  # none yet, or its thread died and released the board
+            session = BoardSession(board_id, params)
+            _REGISTRY[key] = session
+        with session._lock:
+            session._refs += 1
+        return session
+
+
+@atexit.register
+def _release_all() -> None:
+    for session in list(_REGISTRY.values()):
+        session.close()
+
+
+class BrainFlowSource:
+    """The rows of one modality of a shared :class:`BoardSession`, as a :class:`~rt_physio.sources.Source`.
+
+    Parameters
+    ----------
+    session : BoardSession
+        The board (one reference of it is owned by this source and dropped by :meth:`stop`).
+    info : StreamInfo
+        What this source delivers.
+    rows : tuple of int
+        Rows of the board's data array, in channel order.
+    scale : float
+        Factor from the board's values to microvolts.
+    """
+
+    def __init__(self, session: BoardSession, info: StreamInfo, rows: tuple[int, ...], scale: float) -> None:
+        self._session = session
+        self._info = info
+        self._rows = np.asarray(rows, dtype=np.intp)
+        self._scale = np.float32(scale)
+        self._stats = SourceStats(extra={"lost_samples": 0})
+        self._sink: ChunkSink | None = None
+        self._stopped = False
+
+    @property
+    def info(self) -> StreamInfo:
+        """Static description of the stream."""
+        return self._info
+
+    @property
+    def stats(self) -> SourceStats:
+        """Live counters; ``extra["lost_samples"]`` counts gaps in the board's package counter."""
+        return self._stats
+
+    @property
+    def session(self) -> BoardSession:
+        """The shared board session."""
+        return self._session
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error that stopped the board's acquisition thread, if any."""
+        return self._session.failure
+
+    @property
+    def running(self) -> bool:
+        """True while this source is started and the board's thread is alive."""
+        return self._sink is not None and not self._stopped and self._session.running
+
+    def start(self, sink: ChunkSink) -> None:
+        """Start delivering this modality's chunks to ``sink`` (on the board's acquisition thread)."""
+        if self._sink is not None or self._stopped:
+            raise RuntimeError(f"source {self._info.name!r} already started or stopped; open a new one")
+        self._sink = sink
+        self._session.attach(self)
+
+    def stop(self) -> None:
+        """Stop delivering; the board is released when no other source uses it. Idempotent."""
+        if not self._stopped:
+            self._stopped = True
+            self._session.release(self)
+
+    def _deliver(self, data: NDArray[np.float64], timestamps: NDArray[np.float64], received: float,
+                 lost: int) -> None:
+        sink = self._sink
+        if sink is None:
+            return
+        values = data[self._rows].T.astype(np.float32, order="C")  # (samples, channels)
+        if self._scale != 1:
+            values *= self._scale
+        if lost:
+            self._stats.extra["lost_samples"] += lost
+        deliver(sink, Chunk(values, timestamps, received), self._stats, self._info.name)
+
+
+def open_brainflow(board: str | int, params: dict[str, str | int], modality: Modality,
+                   profile: ModalityProfile | None = None, *, name: str | None = None) -> BrainFlowSource:
+    """Open (or join) a BrainFlow board session and return the source of one modality.
+
+    Parameters
+    ----------
+    board : str or int
+        Board name or id (``"synthetic"``, ``"cyton"``, ``38``).
+    params : dict
+        BrainFlowInputParams fields (``serial_port``, ``mac_address``, …); string values are converted.
+    modality : {"eeg", "ecg"}
+        Which rows to deliver.
+    profile : ModalityProfile, optional
+        Rows, channel names, expected rate and scale from a device profile; default: the board descriptor's
+        rows for the modality, EEG names from ``eeg_names``, values in µV.
+    name : str, optional
+        Stream name shown in logs and messages (default ``brainflow:<board>``).
+
+    Returns
+    -------
+    BrainFlowSource
+        The source (not started). Stop it to release its reference to the board.
+
+    Raises
+    ------
+    ConfigError
+        Unknown board or parameter, or rows the board does not have.
+    SourceError
+        The board failed to prepare, or its rate contradicts the profile.
+    """
+    board_id = board_from_name(board)
+    label = f"brainflow:{board_name(board_id)}"
+    inputs = input_params(params, where=label)
+    descr = board_descr(board_id, inputs)
+    profile = profile or ModalityProfile(modality)
+    rows = profile.rows or descr.rows[modality]
+    if not rows:
+        raise ConfigError(f"{label}: the board has no {modality.upper()} rows in BrainFlow's descriptor; use a device "
+                          f"profile with [{modality}].rows = [...] to choose them.")
+    bad = [r for r in rows if r >= descr.num_rows]
+    if bad:
+        raise ConfigError(f"{label}: rows {bad} do not exist; the board's data has rows 0..{descr.num_rows - 1}.")
+    if profile.sfreq is not None and abs(profile.sfreq - descr.sfreq) > 1e-3 * descr.sfreq:
+        raise SourceError(f"{label} samples at {descr.sfreq:g} Hz but the profile expects {profile.sfreq:g} Hz; "
+                          "fix the profile's sfreq.")
+    if profile.channels is not None:
+        channels = profile.channels
+    else:
+        eeg_names = dict(zip(descr.rows["eeg"], descr.eeg_names, strict=False)) if modality == "eeg" else {}
+        channels = tuple(eeg_names.get(r, f"{modality.upper()}{i + 1}") for i, r in enumerate(rows))
+    info = StreamInfo(name=name or label, modality=modality, sfreq=descr.sfreq, channel_names=channels,
+                      source_id=f"{label}?{urlencode(sorted(params.items()))}" if params else label)
+    session = acquire_session(board_id, inputs)
+    return BrainFlowSource(session, info, tuple(rows), profile.scale if profile.scale is not None else 1.0)
