@@ -1,0 +1,182 @@
+"""The ``rt-physio`` command: ``run``, ``devices``, ``models``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from rt_physio import __version__
+from rt_physio.errors import RtPhysioError
+
+__all__ = ["build_parser", "format_prediction", "main"]
+
+log = logging.getLogger("rt_physio.cli")
+
+SPEC_HELP = ("SPEC: synthetic | brainflow:<board>[?k=v&...] | lsl:<name> | lsl:type=<type> | "
+             "lsl:source_id=<id> | profile:<name> | none")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of ``rt-physio``."""
+    parser = argparse.ArgumentParser(
+        prog="rt-physio",
+        description="Real-time EEG + ECG inference: LSL/BrainFlow in, CBraMod fusion model, ZeroMQ out.",
+    )
+    parser.add_argument("--version", action="version", version=f"rt-physio {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run live sessions and publish predictions",
+                         description="Run live sessions and publish predictions. " + SPEC_HELP,
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run.add_argument("--config", type=Path, help="engine config TOML (sessions, model, publish URLs)")
+    run.add_argument("--eeg", metavar="SPEC", help="EEG source (default: synthetic)")
+    run.add_argument("--ecg", metavar="SPEC", help="ECG source (default: synthetic)")
+    run.add_argument("--model", metavar="NAME|PATH", help="model folder or name in models/ (default: untrained-demo)")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"], help="inference device (default: auto)")
+    run.add_argument("--window", type=_positive_float, metavar="S", help="window length in seconds (default: 5)")
+    run.add_argument("--hop", type=_positive_float, metavar="S", help="seconds between predictions (default: 1)")
+    run.add_argument("--publish", action="append", metavar="URL",
+                     help="where to publish, repeatable (default: zmq://127.0.0.1:5556)")
+    run.add_argument("--session", metavar="ID", help="session id used in topics (default: default)")
+    run.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
+    run.add_argument("--line-freq", type=float, choices=[50.0, 60.0], help="mains frequency to notch (default: 50)")
+    run.add_argument("--missing-after", type=_positive_float, metavar="S",
+                     help="leave a modality out of a window when it lags this long (default: 1)")
+    run.add_argument("--resolve-timeout", type=_positive_float, metavar="S",
+                     help="how long to look for LSL streams (default: 5)")
+    run.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: one per core)")
+    run.add_argument("--insecure", action="store_true", default=None,
+                     help="allow publishing on a non-loopback address without encryption")
+    run.add_argument("--quiet", action="store_true", help="do not print one line per prediction")
+
+    sub.add_parser("devices", help="list visible LSL streams, BrainFlow boards and device profiles")
+    sub.add_parser("models", help="list the models found in models/ folders")
+    return parser
+
+
+def format_prediction(msg: dict[str, Any]) -> str:
+    """One console line per prediction."""
+    outputs = "  ".join(f"{name} {p:.3f}" for name, p in msg["outputs"].items())
+    quality = " ".join(f"{m}:{q:.2f}" for m, q in msg["quality"].items())
+    mods = "+".join(msg["modalities"])
+    tag = "" if msg["model"]["trained"] else "[UNTRAINED] "
+    return (f"{tag}{msg['session']} #{msg['seq']:<4d} t_end={msg['t_end']:.3f}  {outputs}  | {mods} "
+            f"q({quality}) | {msg['latency_ms']['total']:.1f} ms")
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    from rt_physio.config import EngineConfig, SessionConfig, load_engine_config
+    from rt_physio.runtime.engine import Engine
+
+    def spec(value: str | None, default: str | None) -> str | None:
+        if value is None:
+            return default
+        return None if value.lower() == "none" else value
+
+    options: dict[str, Any] = {
+        "model": args.model, "device": args.device, "window_s": args.window, "hop_s": args.hop,
+        "publish": tuple(args.publish) if args.publish else None, "duration_s": args.duration,
+        "line_freq": args.line_freq, "missing_after_s": args.missing_after,
+        "resolve_timeout_s": args.resolve_timeout, "insecure": args.insecure, "threads": args.threads,
+    }
+    overrides = {k: v for k, v in options.items() if v is not None}
+    if args.eeg is not None or args.ecg is not None or args.session is not None:
+        # With no source given, both come from the synthetic board; once the user names one real source, the
+        # other is left out unless named too (mixing a real headset with synthetic ECG would mislead).
+        default = "synthetic" if args.eeg is None and args.ecg is None else None
+        overrides["sessions"] = (SessionConfig(session_id=args.session or "default", eeg=spec(args.eeg, default),
+                                               ecg=spec(args.ecg, default)),)
+    config = load_engine_config(args.config, **overrides) if args.config is not None else EngineConfig(**overrides)
+
+    def show(prediction: Any) -> None:
+        if not args.quiet:
+            out.write(format_prediction(prediction.to_message()) + "\n")
+            out.flush()
+
+    engine = Engine(config, on_prediction=show)
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        engine.request_stop()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        model = engine.model.spec
+        note = " — UNTRAINED: outputs are random" if not model.trained else ""
+        urls = ", ".join(config.publish)
+        out.write(f"rt-physio {__version__}: model {model.name}{note}; publishing on {urls}; "
+                  f"{len(config.sessions)} session(s); Ctrl-C to stop\n")
+        out.flush()
+        engine.run(config.duration_s)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for sid, session in engine.sessions.items():
+        out.write(f"session {sid}: {session.windows_cut} windows, {engine.predictions} predictions published, "
+                  f"{engine.executor.dropped} dropped, missing {session.missing_counts}\n")
+    return 0
+
+
+def _cmd_devices(out: TextIO) -> int:
+    from rt_physio.sources.devices import format_report, list_devices
+
+    out.write(format_report(list_devices()) + "\n")
+    return 0
+
+
+def _cmd_models(out: TextIO) -> int:
+    from rt_physio.nn.registry import list_models
+
+    models = list_models()
+    if not models:
+        out.write("no models found\n")
+    for spec in models:
+        state = "trained" if spec.trained else "UNTRAINED"
+        out.write(f"{spec.name:24s} {state:9s} inputs={'+'.join(spec.modalities)} outputs={','.join(spec.outputs)} "
+                  f"({spec.path})\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Entry point of ``rt-physio``; returns the exit status (2 for user errors, shown without a traceback)."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    stream = sys.stdout if out is None else out
+    try:
+        if args.command == "run":
+            return _cmd_run(args, stream)
+        if args.command == "devices":
+            return _cmd_devices(stream)
+        if args.command == "models":
+            return _cmd_models(stream)
+    except RtPhysioError as exc:
+        sys.stderr.write(f"rt-physio: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {args.command!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

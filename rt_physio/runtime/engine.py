@@ -1,0 +1,233 @@
+"""The engine: sessions + one inference executor + publishers, started and stopped as one unit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rt_physio.clock import local_clock
+from rt_physio.config import EngineConfig, SessionConfig
+from rt_physio.dsp import StreamProcessor
+from rt_physio.errors import ConfigError
+from rt_physio.nn.registry import LoadedModel, load_model
+from rt_physio.nn.spec import ModelSpec
+from rt_physio.publish.schema import Prediction
+from rt_physio.publish.zmq import ZmqPublisher
+from rt_physio.runtime.executor import InferenceExecutor, InferenceResult, resolve_device
+from rt_physio.runtime.session import ModalityStream, Session, Window
+from rt_physio.sources.base import MODALITIES, Modality, Source
+from rt_physio.sources.spec import open_source
+
+__all__ = ["Engine", "build_processor", "pred_topic", "status_topic"]
+
+log = logging.getLogger(__name__)
+
+PredictionCallback = Callable[[Prediction], None]
+
+
+def pred_topic(session_id: str) -> str:
+    """ZeroMQ/MQTT topic of a session's predictions."""
+    return f"rt_physio/{session_id}/pred"
+
+
+def status_topic(session_id: str) -> str:
+    """ZeroMQ/MQTT topic of a session's online/offline status."""
+    return f"rt_physio/{session_id}/status"
+
+
+def build_processor(spec: ModelSpec, modality: Modality, source: Source, line_freq: float,
+                    window_s: float) -> StreamProcessor:
+    """Set up one stream's filters and resampler from the model's preprocessing and the stream's rate."""
+    info = source.info
+    pre = spec.preprocessing.get(modality)
+    bandpass = pre.bandpass if pre is not None else None
+    notch = line_freq if pre is not None and pre.notch else None
+    return StreamProcessor(info.sfreq, info.n_channels, bandpass=bandpass, notch=notch, fs_out=spec.sfreq,
+                           capacity_s=max(30.0, 4 * window_s))
+
+
+@dataclass(slots=True)
+class _SessionParts:
+    config: SessionConfig
+    session: Session
+
+
+class Engine:
+    """Run every configured session on one executor and publish each prediction.
+
+    Construction resolves every source and loads the model, so user errors (unknown stream, bad profile,
+    missing model) surface here, before anything starts.
+
+    Parameters
+    ----------
+    config : EngineConfig
+        What to run.
+    on_prediction : callable, optional
+        Called with each :class:`Prediction` after it is published (the CLI prints it); must not block.
+    model : LoadedModel, optional
+        An already loaded model (otherwise ``config.model`` is loaded).
+    """
+
+    def __init__(self, config: EngineConfig, on_prediction: PredictionCallback | None = None,
+                 model: LoadedModel | None = None) -> None:
+        self.config = config
+        resolve_device(config.device)  # a CUDA request on a CPU-only machine fails before any device is opened
+        self.model = model if model is not None else load_model(config.model)
+        if not self.model.spec.trained:
+            log.warning("model %r is UNTRAINED (random weights): its outputs carry no meaning", self.model.spec.name)
+        self._on_prediction = on_prediction
+        self._stop = threading.Event()
+        self._opened: list[Source] = []
+        self._failures_reported: set[int] = set()
+        self.publishers: list[ZmqPublisher] = []
+        self.sessions: dict[str, Session] = {}
+        try:
+            for session_config in config.sessions:
+                self.sessions[session_config.session_id] = self._build_session(session_config)
+            self.executor = InferenceExecutor(self.model, self._on_result, device=config.device,
+                                              threads=config.threads)
+            self.publishers = [self._make_publisher(url) for url in config.publish]
+        except BaseException:
+            self._close_all()
+            raise
+        self.predictions = 0
+        self.started_at = float("nan")
+        self.first_prediction_at = float("nan")
+
+    # -- construction ------------------------------------------------------------------------------------------
+    def _build_session(self, sc: SessionConfig) -> Session:
+        spec = self.model.spec
+        streams: dict[Modality, ModalityStream] = {}
+        for modality in MODALITIES:
+            source_spec = getattr(sc, modality)
+            if source_spec is None:
+                continue
+            if modality not in spec.modalities:
+                raise ConfigError(
+                    f"Model {spec.name!r} has no {modality.upper()} encoder (it reads {', '.join(spec.modalities)}); "
+                    f"pass --{modality} none or choose another model."
+                )
+            source = open_source(source_spec, modality, resolve_timeout=self.config.resolve_timeout_s)
+            self._opened.append(source)
+            expected = spec.channels.get(modality, ())
+            if expected and len(expected) != source.info.n_channels:
+                raise ConfigError(
+                    f"Model {spec.name!r} expects {len(expected)} {modality.upper()} channels ({', '.join(expected)}), "
+                    f"but {source_spec!r} delivers {source.info.n_channels}."
+                )
+            processor = build_processor(spec, modality, source, self.config.line_freq, self.config.window_s)
+            streams[modality] = ModalityStream(modality, source, processor)
+            log.info("session %s: %s from %s (%s, %d ch at %g Hz)", sc.session_id, modality.upper(), source_spec,
+                     source.info.name, source.info.n_channels, source.info.sfreq)
+        if not streams:
+            raise ConfigError(f"Session {sc.session_id!r}: none of its modalities is read by model {spec.name!r}.")
+        return Session(sc.session_id, streams, window_s=self.config.window_s, hop_s=self.config.hop_s,
+                       on_window=self._on_window, sfreq=spec.sfreq, scale_uv=spec.scale_uv,
+                       missing_after=self.config.missing_after_s, line_freqs=(self.config.line_freq,))
+
+    def _make_publisher(self, url: str) -> ZmqPublisher:
+        if url.startswith("zmq://"):
+            return ZmqPublisher(url, insecure=self.config.insecure)
+        if url.startswith("mqtt://") or url.startswith("mqtts://"):
+            raise ConfigError(f"MQTT publishing ({url!r}) is not available yet; use zmq://HOST:PORT.")
+        raise ConfigError(f"Unknown publish URL {url!r}: expected zmq://HOST:PORT.")
+
+    # -- hot path ----------------------------------------------------------------------------------------------
+    def _on_window(self, window: Window) -> None:
+        self.executor.submit(window)
+
+    def _on_result(self, window: Window, result: InferenceResult) -> None:
+        spec = self.model.spec
+        quality: dict[str, float] = {m: q for m, q in window.wait_quality().items()}
+        prediction = Prediction(
+            session=window.session, seq=window.seq, t_start=window.t_start, t_end=window.t_end,
+            t_wall=time.time(), outputs=result.probabilities, model_name=spec.name, model_sha256=self.model.sha256,
+            trained=spec.trained, modalities=list(window.modalities), quality=quality,
+        )
+        window.trace.serialised = local_clock()
+        prediction.latency_ms = window.trace.to_ms()
+        payload = prediction.to_json()
+        topic = pred_topic(window.session)
+        for publisher in self.publishers:
+            publisher.send(topic, payload)
+        self.predictions += 1
+        if self.predictions == 1:
+            self.first_prediction_at = local_clock()
+        if self._on_prediction is not None:
+            self._on_prediction(prediction)
+
+    def _publish_status(self, session_id: str, state: str) -> None:
+        session = self.sessions[session_id]
+        payload = json.dumps({
+            "schema": "rt_physio.status/1", "session": session_id, "state": state, "t_wall": time.time(),
+            "model": self.model.spec.name, "windows": session.windows_cut, "skipped": session.windows_skipped,
+            "missing": session.missing_counts, "dropped": self.executor.dropped,
+        }, separators=(",", ":")).encode()
+        for publisher in self.publishers:
+            publisher.send(status_topic(session_id), payload)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Warm the model up, start the executor and every session's sources."""
+        self.started_at = local_clock()
+        first = next(iter(self.sessions.values()))
+        n_patches = first.n_patches
+        per_patch = round(self.model.spec.sfreq)
+        shapes: dict[Modality, tuple[int, ...]] = {
+            m: (s.source.info.n_channels, n_patches, per_patch) for m, s in first.streams.items()}
+        warm = self.executor.warm_up(shapes)
+        log.info("model %s on %s: %.1f ms per window after warm-up", self.model.spec.name, self.executor.device,
+                 1e3 * warm)
+        self.executor.start()
+        for session_id, session in self.sessions.items():
+            session.start()
+            self._publish_status(session_id, "online")
+
+    def run(self, duration_s: float | None = None) -> None:
+        """Start, then block until ``duration_s`` passes (or :meth:`request_stop`), then stop cleanly."""
+        self.start()
+        deadline = None if duration_s is None else local_clock() + duration_s
+        try:
+            while not self._stop.is_set():
+                if deadline is not None and local_clock() >= deadline:
+                    break
+                self._stop.wait(0.1)
+                self._watchdog()
+        finally:
+            self.stop()
+
+    def _watchdog(self) -> None:
+        for session in self.sessions.values():
+            session.poll()
+            for stream in session.streams.values():
+                failure = getattr(stream.source, "failure", None)
+                if failure is not None and id(stream) not in self._failures_reported:
+                    self._failures_reported.add(id(stream))
+                    log.error("session %s: %s source stopped: %s", session.session_id, stream.modality, failure)
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to return (safe from signal handlers and other threads)."""
+        self._stop.set()
+
+    def stop(self) -> None:
+        """Stop sources, finish queued windows, publish ``offline`` and close the sockets."""
+        self._stop.set()
+        for session in self.sessions.values():
+            session.stop()
+        self.executor.stop()
+        for session_id in self.sessions:
+            self._publish_status(session_id, "offline")
+        self._close_all()
+
+    def _close_all(self) -> None:
+        for source in self._opened:
+            try:
+                source.stop()
+            except Exception:
+                log.exception("error while stopping a source")
+        for publisher in self.publishers:
+            publisher.close()

@@ -1,0 +1,260 @@
+"""A session: the streams of one person, turned into aligned model windows every hop.
+
+Each modality's source thread pushes its chunks through that modality's :class:`StreamProcessor`
+(filters → 200 Hz → ring) and then asks the session whether the next window is complete. Windows end on a
+fixed grid ``t_k = t_0 + k * hop`` on the engine clock and cover ``[t_k - W, t_k]`` for every modality. A window
+is cut the moment the last modality's data reach ``t_k`` — no timer tick in between. A modality that is still
+behind ``missing_after`` seconds past ``t_k`` (silent, unplugged, or started late) is left out of that window
+and the message says so; the engine's watchdog calls :meth:`Session.poll` so this also happens when no data
+arrive at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rt_physio.clock import local_clock
+from rt_physio.dsp import StreamProcessor
+from rt_physio.dsp.quality import WindowCounts, assess
+from rt_physio.runtime.tracing import Trace
+from rt_physio.sources.base import Chunk, Modality, Source
+
+__all__ = ["ModalityStream", "Session", "Window"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Window:
+    """Model-ready inputs of one session for one hop.
+
+    ``inputs`` maps each present modality to a float32 array (channels, patches, samples_per_patch) in units of
+    ``scale_uv`` microvolts. ``quality`` is filled just after the window is handed to the executor, on the
+    thread that cut it, so scoring runs in parallel with inference instead of before it; read it through
+    :meth:`wait_quality`.
+    """
+
+    session: str
+    seq: int
+    t_start: float
+    t_end: float
+    inputs: dict[Modality, NDArray[np.float32]]
+    trace: Trace = field(default_factory=Trace)
+    quality: dict[Modality, float] = field(default_factory=dict)
+    quality_inputs: list[tuple[Modality, NDArray[np.float32], WindowCounts | None]] = field(default_factory=list)
+    _quality_done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def modalities(self) -> list[Modality]:
+        """Present modalities, in a fixed order."""
+        return [m for m in ("eeg", "ecg") if m in self.inputs]
+
+    def score_quality(self, sfreq: float, line_freqs: tuple[float, ...]) -> None:
+        """Compute :attr:`quality` from the raw window copies kept at cut time, then release them."""
+        try:
+            for modality, raw, counts in self.quality_inputs:
+                self.quality[modality] = assess(raw, sfreq, counts, line_freqs=line_freqs).score
+        finally:
+            self.quality_inputs.clear()
+            self._quality_done.set()
+
+    def wait_quality(self, timeout: float = 1.0) -> dict[Modality, float]:
+        """Return :attr:`quality` once scored (or whatever is there after ``timeout`` seconds)."""
+        self._quality_done.wait(timeout)
+        return self.quality
+
+
+class ModalityStream:
+    """One modality of a session: its source and the processor its chunks go through."""
+
+    def __init__(self, modality: Modality, source: Source, processor: StreamProcessor) -> None:
+        self.modality = modality
+        self.source = source
+        self.processor = processor
+        self.lock = threading.Lock()
+        self.first_timestamp = math.nan
+        self.newest_raw = math.nan
+        self.last_received = math.nan
+        self.last_dsp_done = math.nan
+
+
+WindowSink = Callable[[Window], None]
+
+
+class Session:
+    """Align the modalities of one person into windows and hand each to ``on_window``.
+
+    Parameters
+    ----------
+    session_id : str
+        Used in topics and messages.
+    streams : dict
+        One :class:`ModalityStream` per configured modality.
+    window_s, hop_s : float
+        Window length (a whole number of seconds: one model patch per second) and hop.
+    on_window : callable
+        Receives each window; called on whichever thread completed it, must not block.
+    sfreq : float
+        Model input rate (samples per second per patch).
+    scale_uv : float
+        Inputs are divided by this (CBraMod expects units of 100 µV).
+    missing_after : float
+        Seconds past a window's end after which a modality that has not caught up is left out.
+    line_freqs : tuple of float
+        Mains frequencies the quality score counts as interference.
+    """
+
+    def __init__(self, session_id: str, streams: dict[Modality, ModalityStream], *, window_s: float,
+                 hop_s: float, on_window: WindowSink, sfreq: float = 200.0, scale_uv: float = 100.0,
+                 missing_after: float = 1.0, line_freqs: tuple[float, ...] = (50.0, 60.0)) -> None:
+        if not streams:
+            raise ValueError("A session needs at least one modality stream.")
+        self.session_id = session_id
+        self.streams = streams
+        self.window_s = window_s
+        self.hop_s = hop_s
+        self.sfreq = sfreq
+        self.scale_uv = scale_uv
+        self.n_patches = round(window_s)
+        self.n_samples = round(window_s * sfreq)
+        self.missing_after = missing_after
+        self.line_freqs = line_freqs
+        self._on_window = on_window
+        self._lock = threading.Lock()
+        self._next_end: float | None = None
+        self._seq = 0
+        # A modality has caught up with t when its next output sample is due after t: its newest sample is
+        # within half an output period of t (output stamps jitter with the input's, so half is the best guess).
+        self._tolerance = 0.5 / sfreq
+        self.windows_cut = 0
+        self.windows_skipped = 0
+        self.missing_counts: dict[Modality, int] = dict.fromkeys(streams, 0)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start every source; chunks flow from here on."""
+        for modality, stream in self.streams.items():
+            stream.source.start(self._make_sink(modality))
+
+    def stop(self) -> None:
+        """Stop every source (idempotent)."""
+        for stream in self.streams.values():
+            stream.source.stop()
+
+    def _make_sink(self, modality: Modality) -> Callable[[Chunk], None]:
+        stream = self.streams[modality]
+
+        def sink(chunk: Chunk) -> None:
+            with stream.lock:
+                stream.processor.push(chunk.data, chunk.timestamps)
+            stream.last_dsp_done = local_clock()
+            stream.last_received = chunk.received
+            stream.newest_raw = float(chunk.timestamps[-1])
+            if math.isnan(stream.first_timestamp):
+                stream.first_timestamp = float(chunk.timestamps[0])
+            self._advance(trigger=stream)
+
+        return sink
+
+    def poll(self) -> None:
+        """Re-check the window grid; the engine's watchdog calls this a few times a second."""
+        self._advance(trigger=None)
+
+    # -- windowing ---------------------------------------------------------------------------------------------
+    # Timing decisions use the session's *data clock* (the newest sample timestamp of any modality), not the
+    # wall clock: a modality is declared missing when the others' data have moved ``missing_after`` seconds past
+    # the window, which is independent of delivery jitter and of how often anything polls.
+    def _data_clock(self) -> float:
+        newest = [s.processor.newest_timestamp for s in self.streams.values()]
+        finite = [t for t in newest if not math.isnan(t)]
+        return max(finite) if finite else math.nan
+
+    def _anchor(self, data_now: float) -> float | None:
+        """First window end: once every modality has a full window (or the silent ones time out)."""
+        started = [s for s in self.streams.values() if not math.isnan(s.first_timestamp)]
+        if not started:
+            return None
+        if len(started) < len(self.streams):
+            first_data = min(s.first_timestamp for s in started)
+            if data_now < first_data + self.window_s + self.missing_after:
+                return None  # give the silent modalities their chance to start
+        # the resampler's group delay postpones each stream's first full window by its delay
+        return max(s.first_timestamp + s.processor.delay_s for s in started) + self.window_s
+
+    def _caught_up(self, stream: ModalityStream, t_end: float) -> bool:
+        return stream.processor.newest_timestamp >= t_end - self._tolerance
+
+    def _advance(self, trigger: ModalityStream | None) -> None:
+        ready: list[Window] = []
+        with self._lock:
+            data_now = self._data_clock()
+            if math.isnan(data_now):
+                return
+            if self._next_end is None:
+                self._next_end = self._anchor(data_now)
+                if self._next_end is None:
+                    return
+            while True:
+                t_end = self._next_end
+                present = [s for s in self.streams.values() if self._caught_up(s, t_end)]
+                if not present:
+                    break
+                if len(present) < len(self.streams) and data_now < t_end + self.missing_after:
+                    break  # wait (bounded) for the slow modality
+                window = self._cut(t_end, present, trigger)
+                self._next_end = t_end + self.hop_s
+                if window is None:
+                    self.windows_skipped += 1
+                    continue
+                for modality in self.streams:
+                    if modality not in window.inputs:
+                        self.missing_counts[modality] += 1
+                ready.append(window)
+        for window in ready:
+            self._on_window(window)
+            window.score_quality(self.sfreq, self.line_freqs)
+
+    def _gap_tolerance(self, stream: ModalityStream) -> float:
+        return max(self._tolerance, 1.5 / stream.source.info.sfreq)
+
+    def _cut(self, t_end: float, present: list[ModalityStream], trigger: ModalityStream | None) -> Window | None:
+        inputs: dict[Modality, NDArray[np.float32]] = {}
+        pending: list[tuple[Modality, NDArray[np.float32], WindowCounts | None]] = []
+        for stream in present:
+            with stream.lock:
+                # 1 µs of slack: a sample stamped at t_end up to float rounding belongs to the window
+                got = stream.processor.read_until(t_end + 1e-6, self.n_samples)
+                if got is None:
+                    continue  # started late or data already overwritten: this modality is missing here
+                data, stamps = got
+                if stamps[-1] < t_end - self._gap_tolerance(stream):
+                    continue  # the stream has a hole at t_end (it stopped and came back): missing here
+                raw = data.copy()  # frees the ring for the writer; quality and scaling work on the copy
+                counts = stream.processor.window_counts(t_end + 1e-6, self.n_samples)
+            pending.append((stream.modality, raw, counts))
+            # (n, C) µV → (C, N, 200) in model units
+            x = np.ascontiguousarray(raw.T).reshape(raw.shape[1], self.n_patches, -1)
+            x *= np.float32(1.0 / self.scale_uv)
+            inputs[stream.modality] = x
+        if not inputs:
+            return None
+        trace = Trace(cut=local_clock())
+        # The chunk that completed the window is the latency reference; a watchdog cut uses the newest stream.
+        if trigger is not None:
+            trace.sample = trigger.newest_raw
+            trace.received = trigger.last_received
+            trace.dsp_done = trigger.last_dsp_done
+        else:
+            newest = max(present, key=lambda s: s.newest_raw)
+            trace.sample, trace.received, trace.dsp_done = newest.newest_raw, newest.last_received, trace.cut
+        window = Window(self.session_id, self._seq, t_end - self.window_s, t_end, inputs, trace, quality_inputs=pending)
+        self._seq += 1
+        self.windows_cut += 1
+        return window
