@@ -6,6 +6,7 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +54,6 @@ class RealTimeOutlet:
                  labels: list[str] | None = None, amplitude_uv: float = 20.0, seed: int = 0) -> None:
         import threading
 
-        import numpy as np
         import pylsl
 
         self.sfreq = sfreq
@@ -76,7 +76,7 @@ class RealTimeOutlet:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _signal(self, k0: int, n: int) -> "np.ndarray":
+    def _signal(self, k0: int, n: int) -> np.ndarray:
         import numpy as np
 
         t = (k0 + np.arange(n))[:, None] / self.sfreq
@@ -86,7 +86,6 @@ class RealTimeOutlet:
     def _run(self) -> None:
         import time
 
-        import numpy as np
         import pylsl
 
         start = pylsl.local_clock() + 0.05
@@ -103,7 +102,7 @@ class RealTimeOutlet:
             self.pushed_data.append(data)
             k += self.chunk
 
-    def start(self) -> "RealTimeOutlet":
+    def start(self) -> RealTimeOutlet:
         self._thread.start()
         return self
 

@@ -16,7 +16,8 @@ def test_config_file_with_sessions_and_overrides(tmp_path: Path) -> None:
         '[[sessions]]\nid = "bob"\neeg = "synthetic"\necg = "synthetic"\n'
     )
     config = load_engine_config(path, window_s=4.0)
-    assert config.hop_s == 0.5 and config.window_s == 4.0
+    assert config.hop_s == 0.5
+    assert config.window_s == 4.0
     assert config.publish == ("zmq://127.0.0.1:6000",)
     assert config.sessions[0] == SessionConfig("alice", "lsl:AliceEEG", None)
     assert config.sessions[1].session_id == "bob"

@@ -99,8 +99,7 @@ class ZmqPublisher:
                 f"Refusing to publish on non-loopback address {self.url.host!r} without encryption: anyone on the "
                 "network could read the predictions. Bind 127.0.0.1, or pass --insecure to accept that."
             )
-        self._ctx = zmq.Context.instance()
-        self._sock = self._ctx.socket(zmq.PUB)
+        self._sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUB)
         self._sock.setsockopt(zmq.SNDHWM, self.url.hwm)
         self._sock.setsockopt(zmq.LINGER, 1000)
         try:

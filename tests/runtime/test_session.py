@@ -107,7 +107,7 @@ def test_window_content_is_the_stream_in_patches_of_one_second() -> None:
 
 
 def test_a_silent_modality_is_left_out_after_missing_after() -> None:
-    _, sources, windows = _session({"eeg": (128.0, 4), "ecg": (256.0, 2)}, missing_after=1.0)
+    session, sources, windows = _session({"eeg": (128.0, 4), "ecg": (256.0, 2)}, missing_after=1.0)
     _feed(sources, 0.0, 5.0)
     n_both = len(windows)
     assert n_both >= 4
