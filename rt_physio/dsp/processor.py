@@ -253,7 +253,10 @@ class StreamProcessor:
             total = int(self._counters[index])
             added = total - int(before[index])
             if added:
-                level = logging.WARNING if total == added else logging.DEBUG  # first occurrence loud, then quiet
+                # First occurrence visible, repeats at debug level. Short gaps are filled and routine on wireless
+                # links (BrainFlow's synthetic board shows a few), so they are only informational.
+                loud = logging.INFO if index in (hygiene.C_FILLED, hygiene.C_GAPS) else logging.WARNING
+                level = loud if total == added else logging.DEBUG
                 log.log(level, "stream %d ch @ %g Hz: %s +%d (total %d)", self._n_channels, self._fs_in, name,
                         added, total)
 

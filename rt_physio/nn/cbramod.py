@@ -281,5 +281,7 @@ def check_cbramod_args(
 def _init_weights(module: nn.Module) -> None:
     # As in the reference: Kaiming-normal for every Linear (incl. attention out_proj); other layers keep
     # PyTorch defaults (MHA in_proj Xavier-uniform, convolutions Kaiming-uniform, norms 1/0).
-    if isinstance(module, nn.Linear):
+    # Meta tensors (shape-only models built before loading weights) are skipped: initialising them goes through
+    # torch's reference ops, whose first use imports the compiler stack (~3 s of start-up).
+    if isinstance(module, nn.Linear) and not module.weight.is_meta:
         nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
