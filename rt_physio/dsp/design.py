@@ -70,9 +70,7 @@ def design_highpass(cutoff: float, fs: float, order: int = 4) -> NDArray[np.floa
     sos : ndarray of float64, shape (ceil(order / 2), 6)
         Second-order sections.
     """
-    fs, cutoff, order = check_positive("fs", fs), check_positive("cutoff", cutoff), check_int("order", order)
-    _check_below_nyquist("cutoff", cutoff, fs)
-    return _as_sos(scipy.signal.butter(order, cutoff, btype="highpass", fs=fs, output="sos"))
+    return _butter_one_edge("highpass", cutoff, fs, order)
 
 
 def design_lowpass(cutoff: float, fs: float, order: int = 4) -> NDArray[np.float64]:
@@ -92,9 +90,13 @@ def design_lowpass(cutoff: float, fs: float, order: int = 4) -> NDArray[np.float
     sos : ndarray of float64, shape (ceil(order / 2), 6)
         Second-order sections.
     """
+    return _butter_one_edge("lowpass", cutoff, fs, order)
+
+
+def _butter_one_edge(btype: str, cutoff: float, fs: float, order: int) -> NDArray[np.float64]:
     fs, cutoff, order = check_positive("fs", fs), check_positive("cutoff", cutoff), check_int("order", order)
     _check_below_nyquist("cutoff", cutoff, fs)
-    return _as_sos(scipy.signal.butter(order, cutoff, btype="lowpass", fs=fs, output="sos"))
+    return _as_sos(scipy.signal.butter(order, cutoff, btype=btype, fs=fs, output="sos"))
 
 
 def design_notch(freq: float, fs: float, q: float = 30.0) -> NDArray[np.float64]:
