@@ -6,7 +6,7 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -65,9 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--insecure", action="store_true", default=None,
                      help="allow publishing on a non-loopback address without encryption")
     run.add_argument("--quiet", action="store_true", help="do not print one line per prediction")
+    run.set_defaults(handler=_cmd_run)
 
-    sub.add_parser("devices", help="list visible LSL streams, BrainFlow boards and device profiles")
-    sub.add_parser("models", help="list the models found in models/ folders")
+    sub.add_parser("devices", help="list visible LSL streams, BrainFlow boards and device profiles").set_defaults(
+        handler=_cmd_devices)
+    sub.add_parser("models", help="list the models found in models/ folders").set_defaults(handler=_cmd_models)
+    # Other command groups register themselves here: each module's register(sub) adds subparsers whose
+    # handler(args, out) -> int does the work.
     return parser
 
 
@@ -138,14 +142,14 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _cmd_devices(out: TextIO) -> int:
+def _cmd_devices(args: argparse.Namespace, out: TextIO) -> int:
     from rt_physio.sources.devices import format_report, list_devices
 
     out.write(format_report(list_devices()) + "\n")
     return 0
 
 
-def _cmd_models(out: TextIO) -> int:
+def _cmd_models(args: argparse.Namespace, out: TextIO) -> int:
     from rt_physio.nn.registry import list_models
 
     models = list_models()
@@ -163,19 +167,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     stream = sys.stdout if out is None else out
+    handler: Callable[[argparse.Namespace, TextIO], int] = args.handler
     try:
-        if args.command == "run":
-            return _cmd_run(args, stream)
-        if args.command == "devices":
-            return _cmd_devices(stream)
-        if args.command == "models":
-            return _cmd_models(stream)
+        return handler(args, stream)
     except RtPhysioError as exc:
         sys.stderr.write(f"rt-physio: error: {exc}\n")
         return 2
     except KeyboardInterrupt:
         return 130
-    raise AssertionError(f"unhandled command {args.command!r}")
 
 
 if __name__ == "__main__":
