@@ -1,8 +1,11 @@
-"""The inference executor: one thread owns the model and the device and runs every window.
+"""The inference executor: one thread owns the model and the device and runs every window of every session.
 
-Sessions hand windows over with :meth:`InferenceExecutor.submit`, which never blocks: the queue is bounded and,
-when inference cannot keep up, the oldest waiting window is dropped and counted (a stale emotion estimate is
-worth less than a fresh one). Batching across sessions and CUDA graphs come on top of this thread.
+Sessions hand windows over with :meth:`InferenceExecutor.submit`, which never blocks. Windows of the same shape
+(modalities present, channels, patches) are batched (see :mod:`rt_physio.runtime.batching`); the batch runs on
+a runner (:mod:`rt_physio.runtime.runners`: a traced graph on the CPU, CUDA-graph replay on a GPU, eager as the
+fallback). Fixed-shape runners pad a batch up to its bucket by repeating its last real row; rows are
+independent in eval mode, so padding cannot change real rows (tested). When inference cannot keep up, the
+oldest waiting window is dropped, counted and logged — a stale estimate is worth less than a fresh one.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +24,8 @@ from numpy.typing import NDArray
 from rt_physio.clock import local_clock
 from rt_physio.errors import ConfigError, ModelError
 from rt_physio.nn.registry import LoadedModel
-from rt_physio.runtime.queues import DropOldestQueue
+from rt_physio.runtime.batching import BatchQueue
+from rt_physio.runtime.runners import Backend, Precision, Runner, ShapeKey, bucket_for, make_runner
 from rt_physio.runtime.session import Window
 from rt_physio.sources.base import Modality
 
@@ -60,43 +65,65 @@ def resolve_device(device: str) -> torch.device:
     raise ConfigError(f"The 'device' parameter must be one of auto, cpu, cuda, cuda:N; got {device!r}.")
 
 
+def window_key(window: Window) -> ShapeKey:
+    """Return the batching key of a window."""
+    return ShapeKey.of({m: tuple(x.shape) for m, x in window.inputs.items()})
+
+
 class InferenceExecutor:
-    """Run windows through a model on a dedicated thread.
+    """Run windows through a model on a dedicated thread, batching windows of the same shape.
 
     Parameters
     ----------
     model : LoadedModel
         The model; the executor moves it to ``device`` and owns it from then on.
-    on_result : callable
+    on_result : callable, optional
         Called on the executor thread with each window and its result; must not block.
     device : str
         ``auto``, ``cpu`` or ``cuda[:N]``.
+    max_batch : int
+        Largest batch (buckets 1, 2, 4, … up to this).
+    max_wait_s : float
+        How long the oldest window of a batch may wait for more windows of its shape (only while some session
+        known to send that shape is not in the batch yet).
     max_queue : int
-        Windows waiting for inference before the oldest is dropped.
+        Windows waiting in total before the oldest is dropped.
     threads : int or None
         Intra-op CPU threads for torch. None: one per core minus one (at least one), leaving a core to the
-        acquisition and publishing threads; OpenMP workers that have to share a core with them spin and stall
-        (measured on the 2-core machine: 37 ms per window with 1 thread, over 1 s with 2 under load).
+        acquisition and publishing threads; OpenMP workers that share a core with them spin and stall.
+    backend : str
+        ``auto`` (CUDA graphs on a GPU, traced on the CPU), ``eager``, ``traced`` or ``cuda-graph``.
+    precision : str
+        ``fp32``, ``bf16`` or ``fp16`` weights and activations (outputs are always float32 probabilities).
     """
 
-    def __init__(self, model: LoadedModel, on_result: ResultCallback, *, device: str = "cpu",
-                 max_queue: int = 64, threads: int | None = None) -> None:
-        self.device = resolve_device(device)
+    def __init__(self, model: LoadedModel, on_result: ResultCallback | None = None, *, device: str = "cpu",
+                 max_batch: int = 64, max_wait_s: float = 0.002, max_queue: int = 256, threads: int | None = None,
+                 backend: Backend = "auto", precision: Precision = "fp32") -> None:
+        if max_batch < 1:
+            raise ConfigError(f"The 'max_batch' parameter must be at least 1, got {max_batch}.")
+        if not 0 <= max_wait_s <= 1:
+            raise ConfigError(f"The 'max_wait' parameter must be in [0, 1] seconds, got {max_wait_s}.")
         if model.spec.activation not in _ACTIVATIONS:
             raise ModelError(
                 f"{model.spec.path / 'model.toml'}: outputs.activation {model.spec.activation!r} does not give "
                 f"probabilities; rt-physio run needs one of {sorted(_ACTIVATIONS)}."
             )
-        self._activation = _ACTIVATIONS[model.spec.activation]
+        self.device = resolve_device(device)
         self.model = model
-        self.module = model.module.to(self.device).eval()
-        self._on_result = on_result
-        self._queue: DropOldestQueue[Window] = DropOldestQueue(max_queue)
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
         self._threads = threads if threads is not None else max(1, (os.cpu_count() or 1) - 1)
+        torch.set_num_threads(self._threads)
+        self.runner: Runner = make_runner(model.module, self.device, backend, precision)
+        self._activation = _ACTIVATIONS[model.spec.activation]
+        self._on_result = on_result
+        self._queue: BatchQueue[ShapeKey, tuple[Window, Future[InferenceResult]]] = BatchQueue(max_queue,
+                                                                                               local_clock)
         self._thread = threading.Thread(target=self._run, name="executor", daemon=True)
-        self._stopping = threading.Event()
         self.completed = 0
         self.failed = 0
+        self.batches = 0
 
     @property
     def dropped(self) -> int:
@@ -110,62 +137,89 @@ class InferenceExecutor:
 
     def start(self) -> None:
         """Start the executor thread."""
-        torch.set_num_threads(self._threads)
         self._thread.start()
 
-    def warm_up(self, shapes: Mapping[Modality, tuple[int, ...]], repeats: int = 2) -> float:
-        """Run dummy windows of the given per-modality shapes so the first real window is not slow.
+    def warm_up(self, shapes: Mapping[Modality, tuple[int, ...]], batches: tuple[int, ...] = (1,),
+                repeats: int = 2) -> float:
+        """Build and exercise the runner for windows of these per-modality (C, N, 200) shapes.
 
-        Returns the last warm-up's duration in seconds. Call before :meth:`start` (same thread rules apply:
-        nothing else uses the model yet).
+        Call before :meth:`start`. Returns the duration of the last batch-1 run in seconds.
         """
-        torch.set_num_threads(self._threads)
+        key = ShapeKey.of(dict(shapes))
         duration = float("nan")
-        for _ in range(repeats):
-            t0 = local_clock()
-            self._forward({m: np.zeros(s, dtype=np.float32) for m, s in shapes.items()})
-            duration = local_clock() - t0
+        for size in batches:
+            inputs = [torch.zeros((size, *shapes[m]), dtype=torch.float32, device=self.device)
+                      for m in key.modalities]
+            for _ in range(repeats):
+                t0 = local_clock()
+                self.runner(key, inputs)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                if size == batches[0]:
+                    duration = local_clock() - t0
         return duration
 
-    def submit(self, window: Window) -> None:
-        """Queue a window for inference; never blocks (drops the oldest waiting window when full)."""
-        dropped = self._queue.put(window)
+    def submit(self, window: Window) -> Future[InferenceResult]:
+        """Queue a window for inference; never blocks. The future resolves on the executor thread."""
+        future: Future[InferenceResult] = Future()
+        dropped = self._queue.put(window_key(window), window.session, (window, future), window.trace.cut)
         if dropped is not None:
+            old, old_future = dropped
+            old_future.cancel()
             log.warning("executor: inference is behind, dropped window %s#%d (%d dropped so far)",
-                        dropped.session, dropped.seq, self._queue.dropped)
+                        old.session, old.seq, self._queue.dropped)
+        return future
 
     def stop(self, drain_timeout: float = 5.0) -> None:
         """Finish the queued windows (up to ``drain_timeout`` s), then stop the thread."""
         self._queue.close()
-        self._thread.join(timeout=drain_timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout=drain_timeout)
 
-    def _forward(self, inputs: Mapping[Modality, NDArray[np.float32]]) -> NDArray[np.float32]:
-        tensors = {m: torch.from_numpy(x).unsqueeze(0).to(self.device, non_blocking=True) for m, x in inputs.items()}
-        with torch.inference_mode():
-            logits = self.module(eeg=tensors.get("eeg"), ecg=tensors.get("ecg"))
-            probs = self._activation(logits)[0]
-        out: NDArray[np.float32] = probs.float().cpu().numpy()
-        return out
-
+    # -- executor thread ---------------------------------------------------------------------------------------
     def _run(self) -> None:
-        names = self.model.spec.outputs
         while True:
-            window = self._queue.get(timeout=0.5)
-            if window is None:
+            got = self._queue.take(self.max_batch, self.max_wait_s, timeout=0.5)
+            if got is None:
                 if self._queue.closed:
                     return
                 continue
-            window.trace.infer_start = local_clock()
+            key, jobs = got
             try:
-                probs = self._forward(window.inputs)
-            except Exception:
-                self.failed += 1
-                log.exception("executor: inference failed for window %s#%d", window.session, window.seq)
-                continue
-            window.trace.infer_end = local_clock()
+                self._run_batch(key, jobs)
+            except Exception as exc:
+                self.failed += len(jobs)
+                log.exception("executor: inference failed for a batch of %d %s windows", len(jobs), key)
+                for _, future in jobs:
+                    if not future.cancelled():
+                        future.set_exception(exc)
+
+    def _batch_tensors(self, key: ShapeKey, windows: list[Window], size: int) -> list[torch.Tensor]:
+        tensors = []
+        for modality in key.modalities:
+            arrays: list[NDArray[np.float32]] = [w.inputs[modality] for w in windows]
+            arrays.extend(arrays[-1:] * (size - len(arrays)))  # padding rows repeat the last real row
+            tensors.append(torch.from_numpy(np.stack(arrays)).to(self.device, non_blocking=True))
+        return tensors
+
+    def _run_batch(self, key: ShapeKey, jobs: list[tuple[Window, Future[InferenceResult]]]) -> None:
+        windows = [w for w, _ in jobs]
+        size = bucket_for(len(windows), self.max_batch) if self.runner.pads else len(windows)
+        start = local_clock()
+        logits = self.runner(key, self._batch_tensors(key, windows, size))
+        probs: NDArray[np.float32] = self._activation(logits[: len(windows)]).cpu().numpy()
+        end = local_clock()
+        self.batches += 1
+        names = self.model.spec.outputs
+        for (window, future), row in zip(jobs, probs, strict=True):
+            window.trace.infer_start, window.trace.infer_end = start, end
+            window.trace.batch_size = len(windows)
+            result = InferenceResult({name: float(p) for name, p in zip(names, row, strict=True)})
             self.completed += 1
-            result = InferenceResult({name: float(p) for name, p in zip(names, probs, strict=True)})
-            try:
-                self._on_result(window, result)
-            except Exception:
-                log.exception("executor: result callback failed for window %s#%d", window.session, window.seq)
+            if not future.cancelled():
+                future.set_result(result)
+            if self._on_result is not None:
+                try:
+                    self._on_result(window, result)
+                except Exception:
+                    log.exception("executor: result callback failed for window %s#%d", window.session, window.seq)

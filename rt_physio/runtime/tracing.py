@@ -10,6 +10,8 @@ Stages (all on the engine clock, :func:`rt_physio.clock.local_clock`):
 ``infer``    model forward pass (and copy of the inputs to the device)
 ``publish``  inference done → message serialised for the publishers
 ``total``    newest raw sample's timestamp → message serialised
+
+``batch_size`` (not a duration) is reported alongside: how many windows shared the forward pass.
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ class Trace:
     batch_size: int = 1
 
     def to_ms(self) -> dict[str, float]:
-        """Return the stage durations and the total in milliseconds, rounded to microseconds."""
+        """Return the stage durations and the total in milliseconds (rounded to µs), and the batch size."""
         marks = (self.sample, self.received, self.dsp_done, self.cut, self.infer_start, self.infer_end,
                  self.serialised)
         out = {stage: round(1e3 * (b - a), 3) for stage, a, b in zip(STAGES, marks[:-1], marks[1:], strict=True)}
         out["total"] = round(1e3 * (self.serialised - self.sample), 3)
+        out["batch_size"] = self.batch_size
         return out

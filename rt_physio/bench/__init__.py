@@ -1,0 +1,1 @@
+"""Benchmarks that ship with the package (``rt-physio bench …``); ``benchmarks/`` holds thin scripts around them."""
