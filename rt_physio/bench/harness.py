@@ -48,7 +48,7 @@ class PushLog:
 
 
 def _push_stream(spec: OutletSpec, chunk: int, start: float, stop_at: float, out: dict[str, PushLog],
-                 ready: threading.Barrier) -> None:
+                 ready: threading.Barrier, stop: Any) -> None:
     import pylsl
 
     info = pylsl.StreamInfo(spec.name, spec.stype, spec.n_channels, spec.sfreq, "float32", f"{spec.name}-harness")
@@ -67,7 +67,7 @@ def _push_stream(spec: OutletSpec, chunk: int, start: float, stop_at: float, out
     k = 0
     while True:
         due = start + (k + chunk - 1) / spec.sfreq  # a chunk goes out when its last sample exists
-        if due > stop_at:
+        if due > stop_at or (stop is not None and stop.is_set()):
             break
         delay = due - pylsl.local_clock()
         if delay > 0:
@@ -85,14 +85,17 @@ def _push_stream(spec: OutletSpec, chunk: int, start: float, stop_at: float, out
 
 
 def run_outlets(specs: list[OutletSpec], chunk: int, lead_s: float, duration: float,
-                result: mp.Queue[dict[str, dict[str, list[float]]]]) -> None:
-    """Process body: push every stream in real time for ``duration`` s starting ``lead_s`` s from now."""
+                result: mp.Queue[dict[str, dict[str, list[float]]]], stop: Any = None) -> None:
+    """Process body: push every stream in real time, starting ``lead_s`` s from now.
+
+    Pushing ends after ``duration`` s or when the (multiprocessing) event ``stop`` is set.
+    """
     import pylsl
 
     start = pylsl.local_clock() + lead_s
     logs: dict[str, PushLog] = {}
     ready = threading.Barrier(len(specs))
-    threads = [threading.Thread(target=_push_stream, args=(s, chunk, start, start + duration, logs, ready))
+    threads = [threading.Thread(target=_push_stream, args=(s, chunk, start, start + duration, logs, ready, stop))
                for s in specs]
     for t in threads:
         t.start()
@@ -126,7 +129,7 @@ def run_zmq_publisher(port: int, rate: float, duration: float, lead_s: float) ->
     sock.close(linger=0)
 
 
-def run_tick_loop(config: dict[str, Any]) -> None:
+def run_tick_loop(config: dict[str, Any], stop: Any = None) -> None:
     """Process body: the fixed-tick baseline (timeflux-style: wake, poll every inlet, process, sleep).
 
     The same LSL inlets, filters, resampler, windowing, model runner and message as the engine; only the
@@ -203,7 +206,7 @@ def run_tick_loop(config: dict[str, Any]) -> None:
     period = 1.0 / config["rate"]
     end = local_clock() + config["duration"]
     next_tick = local_clock()
-    while local_clock() < end:
+    while local_clock() < end and not (stop is not None and stop.is_set()):
         next_tick += period
         for source in polled:
             source.poll()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing as mp
+import signal
 import socket
 import subprocess
 import sys
@@ -44,7 +45,8 @@ log = logging.getLogger(__name__)
 
 EEG = ("EEG", 14, 128.0)
 ECG = ("ECG", 2, 256.0)
-STARTUP_S = 10.0  # engine start-up allowance (imports, model load, warm-up) before the data that is scored
+STARTUP_S = 30.0  # longest engine start-up (imports, model load, warm-up) a run waits for
+MAX_RUN_S = 3600.0  # outlets and the tick loop stop when told to; this only bounds a run that was abandoned
 
 
 def _free_port() -> int:
@@ -80,19 +82,28 @@ class _Subscriber:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(f"tcp://127.0.0.1:{port}")
         self.received: list[tuple[dict[str, Any], float]] = []
+        self.per_session: dict[str, int] = {}
 
-    def drain_until(self, done: Any, timeout: float) -> None:
+    def _take(self) -> None:
+        topic, payload = self.sock.recv_multipart()
+        t = pylsl.local_clock()
+        if topic.endswith(b"/pred"):
+            msg = json.loads(payload)
+            self.received.append((msg, t))
+            self.per_session[msg["session"]] = self.per_session.get(msg["session"], 0) + 1
+
+    def collect(self, sessions: int, per_session: int, alive: Any, timeout: float) -> None:
+        """Receive until every session delivered ``per_session`` predictions (or the producer died / timeout)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not done():
+        while time.monotonic() < deadline and alive():
+            if len(self.per_session) >= sessions and min(self.per_session.values()) >= per_session:
+                return
             if self.sock.poll(100):
-                topic, payload = self.sock.recv_multipart()
-                t = pylsl.local_clock()
-                if topic.endswith(b"/pred"):
-                    self.received.append((json.loads(payload), t))
+                self._take()
+
+    def drain(self) -> None:
         while self.sock.poll(300):
-            topic, payload = self.sock.recv_multipart()
-            if topic.endswith(b"/pred"):
-                self.received.append((json.loads(payload), pylsl.local_clock()))
+            self._take()
         self.sock.close()
 
 
@@ -126,50 +137,65 @@ def _score(received: list[tuple[dict[str, Any], float]], logs: dict[str, PushLog
             "n_predictions": len(e2e), "e2e_raw": e2e, "added_raw": added}
 
 
-def _start_outlets(ctx: Any, streams: dict[str, dict[str, OutletSpec]], chunk: int, total: float
-                   ) -> tuple[Any, Any]:
-    queue = ctx.Queue()
+def _start_outlets(ctx: Any, streams: dict[str, dict[str, OutletSpec]], chunk: int) -> tuple[Any, Any, Any]:
+    queue, stop = ctx.Queue(), ctx.Event()
     specs = [s for per in streams.values() for s in per.values()]
-    proc = ctx.Process(target=run_outlets, args=(specs, chunk, 0.5, total, queue), daemon=True)
+    proc = ctx.Process(target=run_outlets, args=(specs, chunk, 0.5, MAX_RUN_S, queue, stop), daemon=True)
     proc.start()
-    return proc, queue
+    return proc, queue, stop
 
 
-def _collect_logs(proc: Any, queue: Any) -> dict[str, PushLog]:
+def _collect_logs(proc: Any, queue: Any, stop: Any) -> dict[str, PushLog]:
+    stop.set()
     raw = queue.get(timeout=60)
     proc.join(timeout=10)
     return {name: PushLog(np.asarray(v["first_ts"]), np.asarray(v["pushed_at"])) for name, v in raw.items()}
 
 
+def _wanted(duration: float, hop: float, warmup: int) -> int:
+    return warmup + max(1, round(duration / hop))
+
+
 def measure_engine(*, sessions: int, duration: float, chunk: int, hop: float, window: float, model: str,
                    warmup: int, eeg: str | None = None, ecg: str | None = None,
                    extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Run ``rt-physio run`` against the harness (or the given real streams) and score its predictions."""
+    """Run ``rt-physio run`` against the harness (or the given real streams) and score its predictions.
+
+    The run lasts until every session has published ``warmup + duration / hop`` predictions, however long
+    the engine took to start.
+    """
     ctx = mp.get_context("spawn")
     port = _free_port()
     harness = eeg is None and ecg is None
-    uid = uuid.uuid4().hex[:6]
-    streams = _session_streams(uid, sessions) if harness else None
-    total = STARTUP_S + window + duration
+    streams = _session_streams(uuid.uuid4().hex[:6], sessions) if harness else None
+    outlets = None
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "sessions.toml"
         if streams is not None:
             config.write_text("".join(f'[[sessions]]\nid = "{sid}"\neeg = "lsl:{s["eeg"].name}"\n'
                                       f'ecg = "lsl:{s["ecg"].name}"\n' for sid, s in streams.items()))
-            outlets, queue = _start_outlets(ctx, streams, chunk, total + 1.0)
+            outlets = _start_outlets(ctx, streams, chunk)
             source_args = ["--config", str(config)]
         else:
             source_args = ["--eeg", eeg or "none", "--ecg", ecg or "none"]
         sub = _Subscriber(port)
         cmd = [sys.executable, "-m", "rt_physio.cli", "run", *source_args, "--model", model, "--hop", str(hop),
-               "--window", str(window), "--publish", f"zmq://127.0.0.1:{port}", "--duration", str(total),
-               "--quiet", *extra_args]
+               "--window", str(window), "--publish", f"zmq://127.0.0.1:{port}", "--quiet", *extra_args]
         engine = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        sub.drain_until(lambda: engine.poll() is not None, total + 60)
-        _, err = engine.communicate(timeout=30)
-        if engine.returncode != 0:
+        try:
+            sub.collect(sessions, _wanted(duration, hop, warmup), lambda: engine.poll() is None,
+                        STARTUP_S + window + 3 * duration + 30)
+        finally:
+            engine.send_signal(signal.SIGINT)
+            try:
+                _, err = engine.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                engine.kill()
+                _, err = engine.communicate()
+        sub.drain()
+        if engine.returncode not in (0, -signal.SIGINT):
             raise RuntimeError(f"engine exited with {engine.returncode}: {err[-2000:]}")
-        logs = _collect_logs(outlets, queue) if streams is not None else None
+        logs = _collect_logs(*outlets) if outlets is not None else None
     result = _score(sub.received, logs, streams, warmup)
     result.update({"sessions": sessions, "chunk": chunk, "hop_s": hop, "window_s": window})
     return result
@@ -181,15 +207,20 @@ def measure_tick_baseline(*, rate: float, sessions: int, duration: float, chunk:
     ctx = mp.get_context("spawn")
     port = _free_port()
     streams = _session_streams(uuid.uuid4().hex[:6], sessions)
-    total = STARTUP_S + window + duration
-    outlets, queue = _start_outlets(ctx, streams, chunk, total + 1.0)
+    outlets = _start_outlets(ctx, streams, chunk)
     sub = _Subscriber(port)
-    config = {"model": model, "port": port, "rate": rate, "hop": hop, "window": window, "duration": total,
+    config = {"model": model, "port": port, "rate": rate, "hop": hop, "window": window, "duration": MAX_RUN_S,
               "sessions": {sid: {m: s.name for m, s in per.items()} for sid, per in streams.items()}}
-    tick = ctx.Process(target=run_tick_loop, args=(config,), daemon=True)
+    stop = ctx.Event()
+    tick = ctx.Process(target=run_tick_loop, args=(config, stop), daemon=True)
     tick.start()
-    sub.drain_until(lambda: not tick.is_alive(), total + 60)
-    logs = _collect_logs(outlets, queue)
+    try:
+        sub.collect(sessions, _wanted(duration, hop, warmup), tick.is_alive, STARTUP_S + window + 3 * duration + 30)
+    finally:
+        stop.set()
+        tick.join(timeout=30)
+    sub.drain()
+    logs = _collect_logs(*outlets)
     result = _score(sub.received, logs, streams, warmup)
     result["rate_hz"] = rate
     return result
@@ -217,7 +248,7 @@ def measure_lsl_hop(seconds: float = 8.0) -> dict[str, float]:
         _, more = inlet.pull_chunk(timeout=0.0, max_samples=1024, dest_obj=buf)
         for t in more:
             first_seen.setdefault(t, now)
-    logs = _collect_logs(proc, queue)[spec.name]
+    logs = _collect_logs(proc, queue, ctx.Event())[spec.name]
     lat = [1e3 * (seen - logs.push_time_of(ts)) for ts, seen in first_seen.items()]
     return _stats([v for v in lat[int(spec.sfreq):] if np.isfinite(v)])
 

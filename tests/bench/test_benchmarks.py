@@ -36,15 +36,14 @@ def test_inference_parts_measure_both_paths(tiny: LoadedModel) -> None:
 
 
 @pytest.mark.slow
-def test_latency_benchmark_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(latency, "STARTUP_S", 8.0)
+def test_latency_benchmark_end_to_end(tmp_path: Path) -> None:
     result = latency.run_latency_benchmark(duration=4, window=2, hop=0.5, hop_seconds=3.0)
     out = tmp_path / "latency.json"
     result.pop("_raw")
     out.write_text(json.dumps(result))
     for key in ("added_ms", "e2e_ms", "baseline_tick_ms"):
         assert {"p50", "p99"} <= set(result[key])
-    assert result["n_predictions"] >= 4
+    assert result["n_predictions"] >= 8  # 4 s at 0.5 s hop, scored after the warm-up predictions
     # e2e contains the forward pass; what the engine adds is the rest, and it is non-negative
     assert result["e2e_ms"]["p50"] >= result["infer_ms"]["p50"]
     assert result["added_ms"]["p50"] >= 0
