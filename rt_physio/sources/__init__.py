@@ -3,7 +3,9 @@
 Modules: ``base`` (the Source protocol, Chunk, ThreadedSource), ``spec`` (``open_source(SPEC, modality)``, the
 entry point), ``lsl`` / ``lsl_streams`` (LSL inlets and stream resolution), ``brainflow`` /
 ``brainflow_boards`` (shared BrainFlow board sessions, board names and parameters), ``profiles`` (device profiles
-in ``drivers/``), ``devices`` (what ``rt-physio devices`` lists) and ``units``.
+in ``drivers/``), ``devices`` (what ``rt-physio devices`` lists), ``units``, ``recordings`` (EDF/BDF, WFDB, XDF,
+CSV and DREAMER.mat read for replay), ``replay`` (the drift-free LSL player and the ``replay:`` SPEC), ``polar``
+(Polar H10 over Bluetooth LE) and ``commands`` (``rt-physio replay`` and ``devices --ble``).
 """
 
 from rt_physio.sources.base import Chunk, Modality, Source, SourceStats, StreamInfo

@@ -1,13 +1,14 @@
-"""What ``rt-physio devices`` shows: visible LSL streams, BrainFlow boards, and the device profiles found."""
+"""What ``rt-physio devices`` shows: visible LSL streams, BrainFlow boards, device profiles, BLE devices if asked."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from rt_physio.errors import ConfigError
+from rt_physio.errors import ConfigError, SourceError
 from rt_physio.sources.brainflow_boards import board_descr, known_boards
 from rt_physio.sources.lsl_streams import LslStreamSummary, quiet_liblsl, visible_streams
+from rt_physio.sources.polar import BleDevice
 from rt_physio.sources.profiles import find_profiles, load_profile_file
 
 __all__ = ["BoardSummary", "DeviceReport", "ProfileSummary", "format_report", "list_devices"]
@@ -53,6 +54,10 @@ class DeviceReport:
         One message per profile file that failed to load (named in the message).
     profile_dirs : list of Path
         The ``drivers/`` folders searched, in order.
+    ble : list of BleDevice or None
+        Bluetooth LE devices seen (None when not asked for).
+    ble_error : str
+        Why the BLE scan could not run ('' when it ran or was not asked for).
     """
 
     lsl_streams: list[LslStreamSummary]
@@ -61,15 +66,20 @@ class DeviceReport:
     profiles: list[ProfileSummary]
     profile_errors: list[str]
     profile_dirs: list[Path]
+    ble: list[BleDevice] | None = None
+    ble_error: str = ""
 
 
-def list_devices(lsl_timeout: float = 1.0) -> DeviceReport:
+def list_devices(lsl_timeout: float = 1.0, *, ble: bool = False) -> DeviceReport:
     """Collect the visible LSL streams, BrainFlow's boards and the device profiles.
 
     Parameters
     ----------
     lsl_timeout : float
-        Seconds to listen for LSL streams (LSL needs ~0.5 s or more to hear every outlet on a network).
+        Seconds to listen for LSL streams (LSL needs ~0.5 s or more to hear every outlet on a network), and to
+        scan for Bluetooth LE devices (at least 3 s).
+    ble : bool
+        Also scan for Bluetooth LE devices (Polar H10 chest straps).
 
     Returns
     -------
@@ -96,7 +106,17 @@ def list_devices(lsl_timeout: float = 1.0) -> DeviceReport:
             errors.append(str(exc))
         else:
             profiles.append(ProfileSummary(p.name, p.description, p.backend, tuple(p.modalities), path))
-    return DeviceReport(visible_streams(float(lsl_timeout)), float(lsl_timeout), boards, profiles, errors, folders)
+    ble_devices: list[BleDevice] | None = None
+    ble_error = ""
+    if ble:
+        from rt_physio.sources.polar import scan_ble
+
+        try:
+            ble_devices = scan_ble(max(3.0, float(lsl_timeout)))
+        except SourceError as exc:
+            ble_error = str(exc)
+    return DeviceReport(visible_streams(float(lsl_timeout)), float(lsl_timeout), boards, profiles, errors, folders,
+                        ble_devices, ble_error)
 
 
 def format_report(report: DeviceReport) -> str:
@@ -122,4 +142,14 @@ def format_report(report: DeviceReport) -> str:
         rate = f"{b.sfreq:g} Hz" if b.sfreq is not None else "layout of master_board=…"
         rows = f", {b.n_eeg} EEG, {b.n_ecg} ECG rows" if b.sfreq is not None else ""
         lines.append(f"  {b.name:<{width}} {b.board_id:>4}  {rate}{rows}")
+    if report.ble is not None or report.ble_error:
+        lines += ["", "Bluetooth LE devices (Polar H10: --ecg polar:<address>):"]
+        if report.ble_error:
+            lines.append(f"  (scan failed) {report.ble_error}")
+        elif not report.ble:
+            lines.append("  (none; a Polar H10 advertises only while worn)")
+        for d in report.ble or []:
+            rssi = f", {d.rssi} dBm" if d.rssi is not None else ""
+            hint = f"   → polar:{d.address}" if d.is_polar else ""
+            lines.append(f"  {d.name or '(no name)'} ({d.address}{rssi}){hint}")
     return "\n".join(lines)

@@ -4,7 +4,14 @@ The acquisition loop blocks in ``pull_sample(timeout=0.1)``, which wakes on the 
 what else is queued with ``pull_chunk(timeout=0.0)`` into a preallocated array. (With liblsl 1.18,
 ``pull_chunk(timeout=T)`` only returns when ``max_samples`` are filled or T passes, which costs ~100 ms.)
 Timestamps are the sender's plus ``time_correction()``, refreshed every few seconds (its first call can take
-~0.6 s, so it is made when the source is opened, on the caller's thread). LSL's own post-processing is off.
+~0.6 s, so it is made when the source is opened, on the caller's thread), then dejittered by our own online
+fit (:class:`~rt_physio.clock.Dejitter`, settles in seconds); LSL's own post-processing is off.
+
+A stream that goes silent (its sender crashed, the headset went out of range) is reported after
+``stall_after`` seconds; the inlet is opened with ``recover=True``, so when a stream with the same source_id
+comes back liblsl reconnects and samples flow again. The gap is counted (``stats.extra``: ``stalls``, ``gaps``,
+``gap_ms``), the dejitter fit restarts, and the time correction is re-read at once. The session downstream
+leaves the modality out of windows while it is behind and takes it back once it has a full window again.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from numpy.typing import NDArray
 from pylsl.util import LostError
 from pylsl.util import TimeoutError as LslTimeoutError
 
-from rt_physio.clock import local_clock
+from rt_physio.clock import Dejitter, local_clock
 from rt_physio.errors import SourceError
 from rt_physio.sources.base import Chunk, ChunkSink, Modality, StreamInfo, ThreadedSource
 from rt_physio.sources.lsl_streams import describe_query, resolve_stream, summarize
@@ -63,6 +70,9 @@ class LslSource(ThreadedSource):
         The stream's sample type.
     time_correction : float
         Initial ``time_correction()`` estimate, seconds.
+    dejitter : bool
+        Replace the timestamps by an online least-squares fit against the sample index (see
+        :class:`~rt_physio.clock.Dejitter`).
     """
 
     #: Seconds between ``time_correction`` refreshes.
@@ -71,9 +81,14 @@ class LslSource(ThreadedSource):
     wait: float = 0.1
     #: Seconds :meth:`start` waits for the sender to accept the data subscription.
     open_timeout: float = 5.0
+    #: Seconds without a sample after which the stream is reported silent (:attr:`stalled`).
+    stall_after: float = 1.0
+    #: A timestamp step longer than this (seconds) counts as a gap in the data.
+    gap_after: float = 0.5
 
     def __init__(self, inlet: pylsl.StreamInlet, info: StreamInfo, *, pick: NDArray[np.intp] | None,
-                 scale: float | NDArray[np.float64] | None, dtype: type[np.generic], time_correction: float) -> None:
+                 scale: float | NDArray[np.float64] | None, dtype: type[np.generic], time_correction: float,
+                 dejitter: bool = True) -> None:
         super().__init__(info)
         self._inlet: pylsl.StreamInlet | None = inlet
         self._pick = pick
@@ -84,6 +99,11 @@ class LslSource(ThreadedSource):
         self._rest = self._buf[1:]  # pull_chunk writes here, after the sample pull_sample woke us with
         self._time_correction = float(time_correction)
         self._next_correction = local_clock() + self.time_correction_interval
+        self._dejitter = Dejitter(info.sfreq) if dejitter else None
+        self._last_arrival = float("nan")
+        self._last_stamp = float("nan")
+        self._stalled = False
+        self._stats.extra.update(stalls=0, gaps=0, gap_ms=0, dejitter_resets=0)
 
     def start(self, sink: ChunkSink) -> None:
         """Subscribe to the stream's data, then start the acquisition thread delivering chunks to ``sink``.
@@ -100,13 +120,23 @@ class LslSource(ThreadedSource):
         super().start(sink)
 
     @property
+    def stalled(self) -> bool:
+        """True while the stream has been silent for more than :attr:`stall_after` seconds."""
+        return self._stalled
+
+    @property
+    def dejitter(self) -> Dejitter | None:
+        """The timestamp fit (None when dejittering is off)."""
+        return self._dejitter
+
+    @property
     def time_correction(self) -> float:
         """The current ``time_correction`` estimate (added to every timestamp), seconds."""
         return self._time_correction
 
     @classmethod
     def open(cls, query: Mapping[str, str], modality: Modality, profile: ModalityProfile | None = None, *,
-             timeout: float = 5.0, max_buflen: int = 360) -> LslSource:
+             timeout: float = 5.0, max_buflen: int = 360, dejitter: bool = True) -> LslSource:
         """Resolve the stream matching ``query``, open an inlet and check it against ``profile``.
 
         Parameters
@@ -122,6 +152,8 @@ class LslSource(ThreadedSource):
             Seconds to wait for the stream to appear (also bounds the metadata and time-correction queries).
         max_buflen : int
             Seconds of data the inlet buffers while the engine is busy.
+        dejitter : bool
+            Fit the timestamps online against the sample index (default) instead of passing them through.
 
         Returns
         -------
@@ -169,7 +201,7 @@ class LslSource(ThreadedSource):
         log.info("opened %s for %s: %d channels at %g Hz (query %s)", what, modality, len(names), sfreq,
                  describe_query(query))
         return cls(inlet, info, pick=pick, scale=None if isinstance(scale, float) and scale == 1.0 else scale,
-                   dtype=_DTYPES[found.channel_format()], time_correction=correction)
+                   dtype=_DTYPES[found.channel_format()], time_correction=correction, dejitter=dejitter)
 
     # -- acquisition thread -------------------------------------------------------------------------------
     def _poll(self) -> Chunk | None:
@@ -178,7 +210,13 @@ class LslSource(ThreadedSource):
         try:
             first, stamp = inlet.pull_sample(timeout=self.wait)
             if stamp is None:
-                self._refresh_correction()
+                now = local_clock()
+                if not self._stalled and now - self._last_arrival > self.stall_after:
+                    self._stalled = True
+                    self._stats.extra["stalls"] += 1
+                    log.warning("LSL stream %s: no data for %.1f s; waiting for it to come back (same source_id %r)",
+                                self._info.name, now - self._last_arrival, self._info.source_id)
+                self._refresh_correction(now)
                 return None
             self._buf[0] = first
             _, stamps = inlet.pull_chunk(timeout=0.0, max_samples=self._capacity - 1, dest_obj=self._rest,
@@ -194,8 +232,22 @@ class LslSource(ThreadedSource):
         timestamps = np.empty(n, dtype=np.float64)
         timestamps[0] = stamp
         timestamps[1:] = stamps
+        if self._stalled:
+            self._stalled = False
+            self._next_correction = received  # the sender may be another machine now: re-read the offset
+            log.info("LSL stream %s: data again after %.1f s", self._info.name, received - self._last_arrival)
+        self._last_arrival = received
         self._refresh_correction(received)
         timestamps += self._time_correction
+        step = timestamps[0] - self._last_stamp
+        if step > self.gap_after:
+            self._stats.extra["gaps"] += 1
+            self._stats.extra["gap_ms"] += round(1e3 * step)
+            log.info("LSL stream %s: %.3f s gap in the timestamps", self._info.name, step)
+        self._last_stamp = float(timestamps[-1])
+        if self._dejitter is not None:
+            timestamps = self._dejitter.process(timestamps)
+            self._stats.extra["dejitter_resets"] = self._dejitter.resets
         raw = self._buf[:n] if self._pick is None else self._buf[:n, self._pick]
         data = raw.astype(np.float32) if self._scale is None else (raw * self._scale).astype(np.float32)
         return Chunk(data, timestamps, received)

@@ -4,7 +4,7 @@ Schema (every key is validated; an error names the file and the field)::
 
     name = "openbci-cyton"              # must equal the file name without .toml
     description = "OpenBCI Cyton, 8 EEG channels at 250 Hz over a USB dongle"
-    backend = "brainflow"               # "brainflow" | "lsl"
+    backend = "brainflow"               # "brainflow" | "lsl" | "polar"
 
     [brainflow]                         # backend = "brainflow": the board and its BrainFlowInputParams
     board = "cyton"                     # BoardIds name (any case, "_BOARD" optional) or numeric id
@@ -48,8 +48,10 @@ __all__ = [
     "parse_profile",
 ]
 
-Backend = Literal["lsl", "brainflow"]
-BACKENDS: tuple[Backend, ...] = ("lsl", "brainflow")
+Backend = Literal["lsl", "brainflow", "polar"]
+BACKENDS: tuple[Backend, ...] = ("lsl", "brainflow", "polar")
+#: Keys of a ``[polar]`` table: the strap's Bluetooth address or (part of) its name, and the connect timeout.
+POLAR_KEYS = ("address", "timeout")
 
 #: Profile keys that select an LSL stream, and the LSL stream property each one matches.
 LSL_QUERY_KEYS: dict[str, str] = {"stream_name": "name", "stream_type": "type", "source_id": "source_id"}
@@ -97,7 +99,7 @@ class DeviceProfile:
         Profile name (the file name without ``.toml``).
     description : str
         One line for ``rt-physio devices``.
-    backend : {"lsl", "brainflow"}
+    backend : {"lsl", "brainflow", "polar"}
         Acquisition backend.
     params : dict
         Backend parameters: for BrainFlow ``board`` plus BrainFlowInputParams fields; for LSL the default
@@ -190,7 +192,11 @@ def _backend_params(path: Path, backend: Backend, table: object) -> dict[str, st
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise _fail(path, f"[{backend}].{key}", f"must be a string or an integer, got {value!r}.")
         params[key] = value
-    if backend == "lsl":
+    if backend == "polar":
+        unknown = sorted(set(params) - set(POLAR_KEYS))
+        if unknown:
+            raise _fail(path, "[polar]", f"has unknown keys {unknown}; valid keys: {list(POLAR_KEYS)}.")
+    elif backend == "lsl":
         unknown = sorted(set(params) - set(LSL_QUERY_KEYS))
         if unknown:
             raise _fail(path, "[lsl]", f"has unknown keys {unknown}; valid keys: {sorted(LSL_QUERY_KEYS)}.")
@@ -242,6 +248,8 @@ def parse_profile(data: Mapping[str, Any], path: Path) -> DeviceProfile:
     modalities = {m: _modality(path, m, data[m], backend) for m in MODALITIES if m in data}
     if not modalities:
         raise _fail(path, "top level", "needs an [eeg] and/or an [ecg] section.")
+    if backend == "polar" and "eeg" in modalities:
+        raise _fail(path, "[eeg]", "does not apply to backend = \"polar\" (a Polar H10 records ECG only).")
     if backend == "lsl":
         for m, prof in modalities.items():
             if not params and not prof.lsl_query:

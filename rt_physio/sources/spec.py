@@ -7,6 +7,11 @@ Accepted forms::
     brainflow:<board>[?k=v&…]        any BrainFlow board by name or id; k=v are BrainFlowInputParams fields
     lsl:<name>                       an LSL stream by name
     lsl:type=<type> | lsl:source_id=<id> | lsl:name=<n>&type=<t>   an LSL stream by properties
+                                     (add &dejitter=0 to keep the sender's timestamps as they are)
+    replay:<file>[?k=v&…]            a recording replayed into LSL in this process, in real time; one player serves
+                                     --eeg and --ecg of the same file (options: loop, chunk, rate, subject, clip,
+                                     part, unit, eeg_channels, ecg_channels, duration, name)
+    polar:<address or name>          a Polar H10 chest strap over Bluetooth LE (ECG at 130 Hz)
     none                             no source for this modality (parse_spec returns None)
 
 Everything is resolved and opened by :func:`open_source` on the caller's thread, so a wrong name or a missing
@@ -28,14 +33,15 @@ from rt_physio.sources.brainflow_boards import INPUT_PARAM_FIELDS
 from rt_physio.sources.lsl import LslSource
 from rt_physio.sources.lsl_streams import LSL_PROPS, quiet_liblsl
 from rt_physio.sources.profiles import LSL_QUERY_KEYS, load_profile
+from rt_physio.sources.replay import open_replay, replay_options
 
 __all__ = ["SPEC_FORMS", "SourceSpec", "open_source", "parse_spec"]
 
-SpecKind = Literal["profile", "brainflow", "lsl"]
+SpecKind = Literal["profile", "brainflow", "lsl", "replay", "polar"]
 
 #: The accepted SPEC forms, for help texts and error messages.
 SPEC_FORMS = ("synthetic", "profile:<name>[?k=v&…]", "brainflow:<board>[?k=v&…]", "lsl:<name>", "lsl:type=<type>",
-              "lsl:source_id=<id>", "none")
+              "lsl:source_id=<id>", "replay:<file>[?k=v&…]", "polar:<address>", "none")
 
 _DEFAULT_PROFILE = "brainflow-synthetic"
 
@@ -46,10 +52,10 @@ class SourceSpec:
 
     Attributes
     ----------
-    kind : {"profile", "brainflow", "lsl"}
+    kind : {"profile", "brainflow", "lsl", "replay", "polar"}
         Which backend or indirection.
     target : str
-        Profile name or board name/id; empty for LSL.
+        Profile name, board name/id, file (replay) or Bluetooth address/name (polar); empty for LSL.
     params : dict of str to str
         Query parameters: profile overrides, BrainFlowInputParams fields, or LSL properties to match.
     text : str
@@ -115,18 +121,35 @@ def parse_spec(spec: str) -> SourceSpec | None:
         if "=" not in rest:
             return SourceSpec("lsl", "", {"name": rest}, text)
         query = _query(rest, spec)
-        unknown = sorted(set(query) - set(LSL_PROPS))
+        if "dejitter" in query:
+            _lsl_flag(spec, query["dejitter"])
+        unknown = sorted(set(query) - {*LSL_PROPS, "dejitter"})
         if unknown:
             raise ConfigError(f"Source {spec!r}: unknown LSL stream properties {unknown}; valid ones: "
                               f"{', '.join(LSL_PROPS)}.")
         if not all(query.values()):
             raise ConfigError(f"Source {spec!r}: empty value for an LSL stream property.")
+        if not set(query) - {"dejitter"}:
+            raise ConfigError(f"Source {spec!r} names no stream: add name=, type= or source_id=.")
         return SourceSpec("lsl", "", query, text)
     target, _, query_text = rest.partition("?")
     if not target.strip():
-        what = "board name or id" if kind == "brainflow" else "profile name"
+        what = {"brainflow": "board name or id", "profile": "profile name", "replay": "file",
+                "polar": "Bluetooth address or name"}[kind]
         raise ConfigError(f"Source {spec!r} has no {what}: write {kind}:<{what.split()[0]}>.")
-    return SourceSpec(kind, target.strip(), _query(query_text, spec) if query_text else {}, text)
+    parsed = SourceSpec(kind, target.strip(), _query(query_text, spec) if query_text else {}, text)
+    if kind == "replay":
+        replay_options(parsed.params)  # syntax errors now, not when the engine opens it
+    return parsed
+
+
+def _lsl_flag(spec: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"Source {spec!r}: dejitter must be 0 or 1, got {text!r}.")
 
 
 def open_source(spec: str | SourceSpec, modality: Literal["eeg", "ecg"], *, resolve_timeout: float = 5.0) -> Source:
@@ -164,9 +187,17 @@ def open_source(spec: str | SourceSpec, modality: Literal["eeg", "ecg"], *, reso
         raise ConfigError(f"Source 'none' opens nothing: leave the {modality.upper()} modality out instead.")
     quiet_liblsl()
     if parsed.kind == "lsl":
-        return LslSource.open(parsed.params, modality, timeout=float(resolve_timeout))
+        query = {k: v for k, v in parsed.params.items() if k != "dejitter"}
+        dejitter = _lsl_flag(parsed.text, parsed.params.get("dejitter", "1"))
+        return LslSource.open(query, modality, timeout=float(resolve_timeout), dejitter=dejitter)
     if parsed.kind == "brainflow":
         return open_brainflow(parsed.target, dict(parsed.params), modality)
+    if parsed.kind == "replay":
+        return open_replay(parsed.target, parsed.params, modality, resolve_timeout=float(resolve_timeout))
+    if parsed.kind == "polar":
+        from rt_physio.sources.polar import open_polar
+
+        return open_polar(parsed.target, dict(parsed.params), modality)
     return _open_profile(parsed, modality, float(resolve_timeout))
 
 
@@ -186,6 +217,16 @@ def _open_profile(spec: SourceSpec, modality: Modality, resolve_timeout: float) 
         params: dict[str, str | int] = {**profile.params, **spec.params}
         board = params.pop("board")
         return open_brainflow(board, params, modality, section, name=profile.name)
+    if profile.backend == "polar":
+        from rt_physio.sources.polar import open_polar
+
+        polar = {**{k: str(v) for k, v in profile.params.items()}, **spec.params}
+        unknown = sorted(set(polar) - {"address", "timeout"})
+        if unknown:
+            raise ConfigError(f"Source {spec.text!r}: unknown parameters {unknown} for a Polar profile; valid ones: "
+                              "address, timeout.")
+        address = polar.pop("address", "Polar H10")
+        return open_polar(address, polar, modality)
     # LSL: [lsl] defaults, then the modality's own keys, then the SPEC's overrides (profile or LSL key names).
     query = {LSL_QUERY_KEYS[k]: str(v) for k, v in profile.params.items()}
     query.update(section.lsl_query)

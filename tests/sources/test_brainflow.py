@@ -245,3 +245,36 @@ def test_package_counter_counts_every_lost_sample_under_any_chunking(start, leng
     packages = PackageCounter()
     total = sum(packages.update(part) for part in np.split(kept, cuts))
     assert total == packages.lost == len(drops)
+
+
+@pytest.mark.slow
+def test_synthetic_board_for_30_s_loses_no_sample(two_recorders):
+    """Every sample drained: the board's own package counter (row 0) steps by exactly one, wrapping at 256."""
+    from rt_physio.sources.brainflow import open_brainflow
+    from rt_physio.sources.profiles import ModalityProfile
+
+    counter_rec, ecg_rec = two_recorders
+    counter = open_brainflow("synthetic", {}, "eeg", ModalityProfile("eeg", channels=("package",), rows=(0,)))
+    ecg = open_source("synthetic", "ecg")
+    assert ecg.session is counter.session
+    try:
+        counter.start(counter_rec)
+        ecg.start(ecg_rec)
+        started = local_clock()
+        time.sleep(30.0)
+        elapsed = local_clock() - started
+    finally:
+        counter.stop()
+        ecg.stop()
+    packages = counter_rec.data()[:, 0].astype(np.int64)
+    steps = np.diff(packages) % 256
+    assert (steps == 1).all(), f"{int((steps != 1).sum())} discontinuities in the package counter"
+    assert abs(len(packages) - 250 * elapsed) < 250 * 0.5  # the board's 250 Hz, give or take its start-up
+    assert counter.stats.extra["lost_samples"] == 0
+    assert ecg.stats.extra["lost_samples"] == 0
+    # one board session feeds both (each misses at most the chunks delivered before it attached / after it left)
+    assert abs(ecg_rec.n_samples - counter_rec.n_samples) < 25
+    ts = counter_rec.timestamps()
+    assert (np.diff(ts) > 0).all()
+    assert abs(ts[-1] - local_clock()) < 1.0
+    assert_board_free()

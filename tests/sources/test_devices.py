@@ -35,3 +35,17 @@ def test_broken_profiles_are_reported_not_raised(tmp_path, monkeypatch):
     assert any("broken.toml" in e for e in report.profile_errors)
     assert "broken.toml" in format_report(report)
     assert any(p.name == "brainflow-synthetic" for p in report.profiles)
+
+
+def test_devices_ble_says_why_a_scan_cannot_run_here():
+    import io
+
+    from rt_physio.cli import main
+
+    out = io.StringIO()
+    assert main(["devices", "--ble", "--wait", "0.5"], out=out) == 0
+    text = out.getvalue()
+    assert "LSL streams visible within 0.5 s" in text
+    assert "Bluetooth LE devices (Polar H10: --ecg polar:<address>):" in text
+    assert "(scan failed) Bluetooth LE is not available here" in text  # no adapter on this machine
+    assert "polar-h10" in text  # the native profile is listed with the others

@@ -161,3 +161,44 @@ def test_stop_before_start_releases_the_inlet(make_outlet):
     source.stop()  # idempotent
     with pytest.raises(RuntimeError):
         source.start(lambda chunk: None)
+
+
+def test_a_stream_that_stops_and_comes_back_with_the_same_source_id(recorder):
+    name = f"rtp-back-{uuid.uuid4().hex[:8]}"
+
+    def outlet() -> pylsl.StreamOutlet:
+        return pylsl.StreamOutlet(pylsl.StreamInfo(name, "EEG", 2, 100.0, "float32", f"sid-{name}"))
+
+    def push(out: pylsl.StreamOutlet, seconds: float, value: float) -> None:
+        end = local_clock() + seconds
+        while local_clock() < end:
+            now = local_clock()
+            out.push_chunk(np.full((5, 2), value, np.float32), (now - 0.04 + np.arange(5) / 100).tolist())
+            time.sleep(0.05)
+
+    first = outlet()
+    source = open_source(f"lsl:{name}", "eeg", resolve_timeout=3.0)
+    source.start(recorder)
+    try:
+        push(first, 1.0, 1.0)
+        del first  # the sender goes away
+        time.sleep(1.6)
+        assert source.stalled
+        assert source.stats.extra["stalls"] == 1
+        second = outlet()  # ... and a new one appears with the same source_id
+        back = local_clock()
+        push(second, 2.5, 2.0)
+        time.sleep(0.2)
+        assert not source.stalled
+    finally:
+        source.stop()
+    values = recorder.data()[:, 0]
+    assert set(np.unique(values)) == {1.0, 2.0}
+    resumed = next(c for c in recorder.chunks if c.data[0, 0] == 2.0)
+    assert resumed.received - back < 2.5  # liblsl recovered the inlet onto the new outlet
+    assert source.stats.extra["gaps"] == 1
+    assert source.stats.extra["gap_ms"] >= 1500
+    assert source.stats.extra["dejitter_resets"] == 1  # the fit restarted instead of bridging the gap
+    ts = recorder.timestamps()
+    assert (np.diff(ts) > 0).all()
+    assert source.failure is None

@@ -15,7 +15,8 @@ from rt_physio.sources.profiles import find_profiles, load_profile, load_profile
 from rt_physio.sources.spec import open_source
 
 REPO_DRIVERS = Path(__file__).resolve().parents[2] / "drivers"
-SHIPPED = ["brainflow-synthetic", "emotiv-epoc", "lsl-ecg", "lsl-eeg", "openbci-cyton", "polar-h10-lsl"]
+SHIPPED = ["brainflow-synthetic", "emotiv-epoc", "lsl-ecg", "lsl-eeg", "openbci-cyton", "polar-h10",
+           "polar-h10-lsl"]
 EPOC = ["AF3", "F7", "F3", "FC5", "T7", "P7", "O1", "O2", "P8", "T8", "FC6", "F4", "F8", "AF4"]
 
 

@@ -1,0 +1,127 @@
+"""``rt-physio replay`` and the options of ``rt-physio devices`` that belong to the sources.
+
+:func:`register` adds the ``replay`` subcommand and the ``--ble`` / ``--wait`` options of ``devices``;
+``rt_physio.cli.build_parser`` calls it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import TextIO
+
+from rt_physio.errors import ConfigError
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    return parse
+
+
+def _labels(text: str) -> tuple[str, ...]:
+    return tuple(c.strip() for c in text.split(",") if c.strip())
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``replay`` to ``sub`` and the BLE options to its ``devices`` subcommand (when present)."""
+    replay = sub.add_parser(
+        "replay", help="replay a recording into LSL outlets in real time",
+        description="Replay a recording (EDF/BDF, WFDB, XDF, CSV, DREAMER.mat, an rt-physio run --record folder) "
+                    "into real LSL outlets: one per "
+                    "modality, named NAME-EEG and NAME-ECG, with channel labels and µV units, on a drift-free "
+                    "schedule (sample k at start + k/fs/speed, stamped with that time). Read it with "
+                    "`rt-physio run --eeg lsl:NAME-EEG --ecg lsl:NAME-ECG`.")
+    replay.add_argument("file", metavar="FILE", help="the recording (a WFDB record may be named without suffix)")
+    replay.add_argument("--name", help="stream name stem (default: the file name without suffix)")
+    replay.add_argument("--speed", type=_positive(float), default=1.0, help="playback speed (default: 1, real time)")
+    replay.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
+    replay.add_argument("--chunk", type=_positive(int), help="samples per push (default: about 20 ms)")
+    replay.add_argument("--duration", type=_positive(float), metavar="S", help="replay only the first S seconds")
+    replay.add_argument("--wait", type=_positive(float), metavar="S",
+                        help="wait up to S seconds for a consumer before starting")
+    replay.add_argument("--rate", type=_positive(float), metavar="HZ", help="sampling rate of a CSV file")
+    replay.add_argument("--unit", help="unit of a CSV file's columns (default: EEG µV, ECG mV)")
+    replay.add_argument("--subject", type=_positive(int), help="DREAMER: subject 1-23")
+    replay.add_argument("--clip", type=_positive(int), help="DREAMER: film clip 1-18")
+    replay.add_argument("--part", choices=["stimuli", "baseline"], default="stimuli",
+                        help="DREAMER: the film clip or its neutral baseline")
+    replay.add_argument("--session", help="rt_physio recording: the session to replay (when it has several)")
+    replay.add_argument("--eeg-channels", type=_labels, metavar="A,B,…", help="labels to replay as EEG")
+    replay.add_argument("--ecg-channels", type=_labels, metavar="A,B,…", help="labels to replay as ECG")
+    replay.set_defaults(handler=_cmd_replay)
+
+    devices = sub.choices.get("devices")
+    if devices is not None:
+        devices.add_argument("--ble", action="store_true", help="also scan for Bluetooth LE devices (Polar H10)")
+        devices.add_argument("--wait", type=_positive(float), default=1.0, metavar="S",
+                             help="seconds to listen for LSL streams (and BLE advertisements)")
+        devices.set_defaults(handler=_cmd_devices)
+
+
+def _cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
+    from rt_physio.clock import local_clock
+    from rt_physio.sources.recordings import read_recording
+    from rt_physio.sources.replay import Player
+
+    recording = read_recording(args.file, rate=args.rate, subject=args.subject, clip=args.clip,
+                               part=args.part if args.subject is not None else "stimuli", unit=args.unit,
+                               eeg_channels=args.eeg_channels, ecg_channels=args.ecg_channels,
+                               duration=args.duration, session=args.session)
+    player = Player(recording, name=args.name, speed=args.speed, loop=args.loop, chunk=args.chunk)
+    out.write(f"replaying {recording.describe()} at {args.speed:g}x{' in a loop' if args.loop else ''}\n")
+    for modality, track in player.tracks.items():
+        out.write(f"  {modality.upper()} → LSL stream {track.name!r} (type {modality.upper()}, "
+                  f"{track.stream.data.shape[1]} ch, {track.stream.sfreq:g} Hz, source_id {track.source_id!r})\n")
+    out.flush()
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        player.stop()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if args.wait is not None:
+            first = next(iter(player.tracks.values()))
+            if not first.outlet.wait_for_consumers(args.wait):
+                raise ConfigError(f"No consumer subscribed to {first.name!r} within {args.wait:g} s.")
+        t0 = player.start()
+        while not player.wait(0.5):
+            pass
+        if player.failure is not None:
+            raise ConfigError(f"the replay stopped: {player.failure}")
+        end = player.finished_at
+        pushed = {m: t.next_index for m, t in player.tracks.items()}
+        time.sleep(0.2)  # let consumers drain the last chunk before the outlets go
+    finally:
+        player.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    counts = ", ".join(f"{m.upper()} {n} samples" for m, n in pushed.items())
+    scheduled = max(player.due(m, n - 1) for m, n in pushed.items() if n) - t0 if any(pushed.values()) else 0.0
+    out.write(f"done: {counts}; last sample pushed {end - t0:.3f} s after the first was due (scheduled "
+              f"{scheduled:.3f} s); latest push {1e3 * player.max_late:.1f} ms after its due time; "
+              f"{local_clock() - t0:.1f} s in all\n")
+    return 0
+
+
+def _cmd_devices(args: argparse.Namespace, out: TextIO) -> int:
+    from rt_physio.sources.devices import format_report, list_devices
+
+    out.write(format_report(list_devices(args.wait, ble=args.ble)) + "\n")
+    return 0
