@@ -1,1 +1,8 @@
-"""Publishing predictions: the versioned message schema and the ZeroMQ publisher."""
+"""Getting predictions out: the versioned message schema, ZeroMQ and MQTT publishers, and the recorder.
+
+``schema``    the ``rt_physio.prediction/1`` message (JSON Schema, JSON / msgpack encoding)
+``base``      the :class:`~rt_physio.publish.base.Publisher` protocol, topic names, publish-URL dispatch
+``zmq``       ZeroMQ PUB (``zmq://HOST:PORT``)
+``mqtt``      MQTT via aiomqtt (``mqtt://[USER@]HOST:PORT[/PREFIX]``): pred, retained state, status + last will
+``recorder``  crash-safe recording of raw streams and predictions (Parquet + journal), and its reader
+"""

@@ -1,7 +1,8 @@
 """The ``rt_physio.prediction/1`` message: building, serialising and validating it.
 
 The JSON Schema lives next to this module (``prediction.schema.json``) so subscribers in any language can
-validate what they receive. Messages are JSON (UTF-8) by default; never pickle.
+validate what they receive. Messages are JSON (UTF-8) by default, or msgpack (``?format=msgpack`` on a publish
+URL: the same map, packed; floats stay float64). Never pickle: a subscriber must not have to trust the engine.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ import math
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Literal, get_args
 
-__all__ = ["SCHEMA_ID", "Prediction", "load_schema", "validate"]
+import msgpack
+
+__all__ = ["FORMATS", "SCHEMA_ID", "Format", "Prediction", "decode", "encode", "load_schema", "validate"]
 
 SCHEMA_ID = "rt_physio.prediction/1"
+Format = Literal["json", "msgpack"]
+FORMATS: tuple[Format, ...] = get_args(Format)
 UNTRAINED_WARNING = "untrained model: outputs are random and carry no meaning"
 
 
@@ -57,7 +62,24 @@ class Prediction:
 
     def to_json(self) -> bytes:
         """Serialise to compact UTF-8 JSON."""
-        return json.dumps(self.to_message(), separators=(",", ":"), allow_nan=False).encode()
+        return encode(self.to_message(), "json")
+
+
+def encode(message: dict[str, Any], fmt: Format = "json") -> bytes:
+    """Serialise a message (plain JSON-compatible types) as compact UTF-8 JSON or msgpack."""
+    if fmt == "msgpack":
+        packed: bytes = msgpack.packb(message, use_bin_type=True)
+        return packed
+    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode(payload: bytes, fmt: Format = "json") -> dict[str, Any]:
+    """Parse a payload made by :func:`encode` (what a subscriber does)."""
+    if fmt == "msgpack":
+        unpacked: dict[str, Any] = msgpack.unpackb(payload, raw=False)
+        return unpacked
+    parsed: dict[str, Any] = json.loads(payload)
+    return parsed
 
 
 @cache

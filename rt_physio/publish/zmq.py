@@ -1,5 +1,10 @@
 """ZeroMQ PUB publisher: multipart ``[topic, payload]`` on a socket bound to loopback by default.
 
+URL: ``zmq://HOST:PORT[?hwm=N&format=json|msgpack]``. Topics: ``rt_physio/<session>/pred`` and
+``rt_physio/<session>/status`` (a status map with ``state`` ``online`` / ``offline`` and counters, in the URL's
+format). ZeroMQ has no retained messages or last will: a subscriber that joins late gets the next prediction,
+and a vanished engine shows as silence.
+
 The engine never waits on subscribers: messages are handed to a bounded queue and sent by the publisher's own
 thread with ``NOBLOCK``; when the queue overflows the oldest message is dropped and counted. (A PUB socket
 itself drops messages for a subscriber whose high-water mark is reached; that is ZeroMQ's documented
@@ -11,12 +16,16 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
+from urllib.parse import urlsplit
 
 import zmq
 
 from rt_physio.errors import ConfigError
+from rt_physio.publish.base import STATUS_SCHEMA_ID, parse_query, pred_topic, query_format, query_int, status_topic
+from rt_physio.publish.schema import Format, encode
 from rt_physio.runtime.queues import DropOldestQueue
 
 __all__ = ["ZmqPublisher", "ZmqUrl", "parse_zmq_url"]
@@ -28,11 +37,12 @@ DEFAULT_URL = "zmq://127.0.0.1:5556"
 
 @dataclass(frozen=True, slots=True)
 class ZmqUrl:
-    """A parsed ``zmq://HOST:PORT[?hwm=N]`` publish URL."""
+    """A parsed ``zmq://HOST:PORT[?hwm=N&format=json|msgpack]`` publish URL."""
 
     host: str
     port: int
     hwm: int = 1000
+    format: Format = "json"
 
     @property
     def endpoint(self) -> str:
@@ -52,7 +62,7 @@ class ZmqUrl:
 
 
 def parse_zmq_url(url: str) -> ZmqUrl:
-    """Parse ``zmq://HOST:PORT[?hwm=N]``, raising :class:`ConfigError` with the expected form on bad input."""
+    """Parse ``zmq://HOST:PORT[?hwm=N&format=…]``, raising :class:`ConfigError` with the expected form."""
     parts = urlsplit(url)
     expected = "expected zmq://HOST:PORT, e.g. zmq://127.0.0.1:5556"
     if parts.scheme != "zmq" or not parts.hostname:
@@ -63,19 +73,12 @@ def parse_zmq_url(url: str) -> ZmqUrl:
         raise ConfigError(f"Invalid port in publish URL {url!r}: {expected}.") from exc
     if port is None or port == 0:
         raise ConfigError(f"Publish URL {url!r} has no port: {expected}.")
-    query = parse_qs(parts.query)
-    unknown = set(query) - {"hwm"}
-    if unknown:
-        raise ConfigError(f"Unknown option(s) {sorted(unknown)} in publish URL {url!r}; valid: hwm.")
-    hwm = 1000
-    if "hwm" in query:
-        try:
-            hwm = int(query["hwm"][-1])
-        except ValueError as exc:
-            raise ConfigError(f"hwm in {url!r} must be an integer, got {query['hwm'][-1]!r}.") from exc
-        if hwm < 1:
-            raise ConfigError(f"hwm in {url!r} must be at least 1, got {hwm}.")
-    return ZmqUrl(host=parts.hostname, port=port, hwm=hwm)
+    if parts.path not in ("", "/"):
+        raise ConfigError(f"Publish URL {url!r} has a path; ZeroMQ topics are fixed (rt_physio/<session>/…): "
+                          f"{expected}.")
+    options = parse_query(url, parts.query, ("hwm", "format"))
+    hwm = query_int(url, options, "hwm", 1000, 1, 10_000_000)
+    return ZmqUrl(host=parts.hostname, port=port, hwm=hwm, format=query_format(url, options))
 
 
 class ZmqPublisher:
@@ -84,8 +87,8 @@ class ZmqPublisher:
     Parameters
     ----------
     url : str
-        ``zmq://HOST:PORT[?hwm=N]``; the socket is bound there at construction, so a busy port is reported
-        before the engine starts.
+        ``zmq://HOST:PORT[?hwm=N&format=json|msgpack]``; the socket is bound there at construction, so a busy
+        port is reported before the engine starts.
     insecure : bool
         Required to bind a non-loopback address (messages are unauthenticated and unencrypted).
     queue_size : int
@@ -118,6 +121,11 @@ class ZmqPublisher:
         log.info("publishing on %s", self.url.endpoint)
 
     @property
+    def format(self) -> Format:
+        """Payload encoding (from the URL's ``format``)."""
+        return self.url.format
+
+    @property
     def dropped(self) -> int:
         """Messages dropped because the sender thread fell behind."""
         return self._queue.dropped
@@ -125,8 +133,19 @@ class ZmqPublisher:
     def send(self, topic: str, payload: bytes) -> None:
         """Queue one message; never blocks."""
         if self._queue.put((topic.encode(), payload)) is not None:
-            log.warning("zmq publisher %s: queue full, dropped the oldest message (%d so far)",
-                        self.url.endpoint, self._queue.dropped)
+            n = self._queue.dropped
+            if n == 1 or n % 100 == 0:  # the first drop and then every 100th: a stuck sender must not flood logs
+                log.warning("zmq publisher %s: queue full, dropped the oldest message (%d so far)",
+                            self.url.endpoint, n)
+
+    def prediction(self, session_id: str, payload: bytes) -> None:
+        """Publish a prediction on ``rt_physio/<session>/pred``; never blocks."""
+        self.send(pred_topic(session_id), payload)
+
+    def status(self, session_id: str, message: Mapping[str, Any]) -> None:
+        """Publish a status map on ``rt_physio/<session>/status`` in this publisher's format; never blocks."""
+        body = {"schema": STATUS_SCHEMA_ID, "session": session_id, **message}
+        self.send(status_topic(session_id), encode(body, self.format))
 
     def _run(self) -> None:
         while True:

@@ -7,7 +7,7 @@ import pytest
 import zmq
 
 from rt_physio.errors import ConfigError
-from rt_physio.publish.schema import Prediction, validate
+from rt_physio.publish.schema import Format, Prediction, decode, encode, validate
 from rt_physio.publish.zmq import ZmqPublisher, parse_zmq_url
 
 
@@ -78,12 +78,44 @@ def test_non_loopback_bind_needs_insecure(port: int) -> None:
 
 
 @pytest.mark.parametrize("url", ["tcp://127.0.0.1:5556", "zmq://127.0.0.1", "zmq://127.0.0.1:abc",
-                                 "zmq://127.0.0.1:5556?foo=1", "zmq://127.0.0.1:5556?hwm=0"])
+                                 "zmq://127.0.0.1:5556?foo=1", "zmq://127.0.0.1:5556?hwm=0",
+                                 "zmq://127.0.0.1:5556?format=pickle", "zmq://127.0.0.1:5556/prefix"])
 def test_bad_urls(url: str) -> None:
     with pytest.raises(ConfigError):
         parse_zmq_url(url)
 
 
 def test_url_options() -> None:
-    url = parse_zmq_url("zmq://localhost:7000?hwm=5")
-    assert (url.port, url.hwm, url.is_loopback) == (7000, 5, True)
+    url = parse_zmq_url("zmq://localhost:7000?hwm=5&format=msgpack")
+    assert (url.port, url.hwm, url.is_loopback, url.format) == (7000, 5, True, "msgpack")
+
+
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+def test_both_formats_round_trip_and_validate(fmt: Format) -> None:
+    msg = _prediction(3).to_message()
+    back = decode(encode(msg, fmt), fmt)
+    validate(back)
+    assert back == msg
+
+
+def test_msgpack_publisher_sends_predictions_and_status(port: int) -> None:
+    pub = ZmqPublisher(f"zmq://127.0.0.1:{port}?format=msgpack")
+    assert pub.format == "msgpack"
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"rt_physio/s1/")
+    sub.connect(f"tcp://127.0.0.1:{port}")
+    try:
+        got: dict[bytes, bytes] = {}
+        deadline = time.monotonic() + 5
+        while len(got) < 2 and time.monotonic() < deadline:  # slow joiner: repeat until both topics arrived
+            pub.prediction("s1", encode(_prediction().to_message(), "msgpack"))
+            pub.status("s1", {"state": "online"})
+            while sub.poll(50):
+                topic, payload = sub.recv_multipart()
+                got[topic] = payload
+        validate(decode(got[b"rt_physio/s1/pred"], "msgpack"))
+        status = decode(got[b"rt_physio/s1/status"], "msgpack")
+        assert status == {"schema": "rt_physio.status/1", "session": "s1", "state": "online"}
+    finally:
+        sub.close(linger=0)
+        pub.close()

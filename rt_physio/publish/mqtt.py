@@ -1,0 +1,502 @@
+"""MQTT publisher (aiomqtt): predictions, the retained latest state, and online/offline presence with a last will.
+
+URL: ``mqtt://[USER@]HOST[:PORT][/PREFIX][?qos=0&tls=1&cafile=PATH&format=json|msgpack&queue=N&keepalive=S]``
+(``mqtts://`` means ``tls=1``; default ports 1883 and 8883; default prefix ``rt_physio``). The password is read
+from the environment variable ``RT_PHYSIO_MQTT_PASSWORD`` and never from the URL or the command line, where
+``ps`` and shell history would show it.
+
+Topics, per session:
+
+``<prefix>/<session>/pred``    every prediction, QoS from the URL (default 0), not retained
+``<prefix>/<session>/state``   the latest prediction, retained, QoS 1: a subscriber that joins late gets it at once
+``<prefix>/<session>/status``  ``online`` (retained, QoS 1) on every connect; ``offline`` (retained, QoS 1) on a
+                               clean shutdown and, as the connection's last will, when the engine dies or its
+                               connection drops
+
+Each session has its own MQTT connection, because MQTT allows one last will per connection and every session's
+``status`` must turn ``offline`` when the engine dies.
+
+Threading: the connections live in one asyncio event loop on the publisher's own thread. The engine's
+:meth:`MqttPublisher.prediction` only appends to a bounded drop-oldest queue (``queue``, default 1000 messages per
+session, drops counted) and wakes the loop, so the engine never waits on the broker. While the broker is
+unreachable the queue buffers; the connection is retried with exponential backoff (0.5 s doubling to 5 s, ±20 %
+jitter) and the buffered predictions are sent on reconnect, followed by the latest ``state``.
+
+Errors: at construction the publisher waits (up to ``connect_timeout``, default 5 s) for each connection's first
+attempt. Refused credentials (CONNACK "bad user name or password" / "not authorized") and TLS failures cannot fix
+themselves by retrying, so they raise :class:`ConfigError` there and ``rt-physio run`` exits with a clear message
+before any source starts. A broker that is merely down or slow is logged as a warning and retried in the
+background; the engine starts anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import random
+import ssl
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
+
+from rt_physio.clock import local_clock
+from rt_physio.errors import ConfigError
+from rt_physio.publish.base import (
+    DEFAULT_PREFIX,
+    parse_query,
+    pred_topic,
+    query_bool,
+    query_format,
+    query_int,
+    state_topic,
+    status_topic,
+)
+from rt_physio.publish.schema import Format
+from rt_physio.runtime.queues import DropOldestQueue
+
+__all__ = ["PASSWORD_ENV", "MqttPublisher", "MqttUrl", "parse_mqtt_url"]
+
+log = logging.getLogger(__name__)
+
+PASSWORD_ENV = "RT_PHYSIO_MQTT_PASSWORD"
+ONLINE = b"online"
+OFFLINE = b"offline"
+_OPTIONS = ("qos", "tls", "cafile", "format", "queue", "keepalive")
+# CONNACK codes meaning "these credentials will never work": MQTT 3.1.1 (4, 5) and MQTT 5 reason codes (134, 135)
+_AUTH_CODES = frozenset({4, 5, 134, 135})
+
+
+@dataclass(frozen=True, slots=True)
+class MqttUrl:
+    """A parsed MQTT publish URL (see the module docstring)."""
+
+    host: str
+    port: int
+    username: str | None = None
+    prefix: str = DEFAULT_PREFIX
+    qos: int = 0
+    tls: bool = False
+    cafile: str | None = None
+    format: Format = "json"
+    queue: int = 1000
+    keepalive: int = 15
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when the broker is on this machine."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def __str__(self) -> str:
+        user = f"{self.username}@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}/{self.prefix}"
+
+
+def parse_mqtt_url(url: str) -> MqttUrl:
+    """Parse an ``mqtt://`` / ``mqtts://`` publish URL, raising :class:`ConfigError` with the expected form."""
+    expected = "expected mqtt://[USER@]HOST[:PORT][/PREFIX][?qos=0&tls=1&cafile=PATH], e.g. mqtt://127.0.0.1:1883"
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ConfigError(f"Invalid publish URL {url!r}: {expected}.")
+    if parts.password is not None:
+        raise ConfigError(
+            f"Publish URL {url.split('@', 1)[-1]!r} contains a password: it would show in `ps` and shell history. "
+            f"Put only the user in the URL (mqtt://USER@HOST) and the password in ${PASSWORD_ENV}."
+        )
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"Invalid port in publish URL {url!r}: {expected}.") from exc
+    options = parse_query(url, parts.query, _OPTIONS)
+    cafile = options.get("cafile")
+    tls = query_bool(url, options, "tls", parts.scheme == "mqtts" or cafile is not None)
+    if cafile is not None and not tls:
+        raise ConfigError(f"cafile in {url!r} needs tls=1.")
+    if cafile is not None and not Path(cafile).is_file():
+        raise ConfigError(f"cafile in {url!r}: {cafile} is not a file.")
+    prefix = unquote(parts.path).strip("/") or DEFAULT_PREFIX
+    levels = prefix.split("/")
+    if "#" in url or any(not level or "+" in level or "#" in level for level in levels):
+        raise ConfigError(
+            f"Topic prefix {prefix!r} in {url!r} is invalid: use non-empty levels without '+' or '#', "
+            "e.g. mqtt://127.0.0.1/home/eeg."
+        )
+    return MqttUrl(
+        host=parts.hostname, port=port if port else (8883 if tls else 1883),
+        username=unquote(parts.username) if parts.username else None, prefix=prefix,
+        qos=query_int(url, options, "qos", 0, 0, 2), tls=tls, cafile=cafile, format=query_format(url, options),
+        queue=query_int(url, options, "queue", 1000, 1, 1_000_000),
+        keepalive=query_int(url, options, "keepalive", 15, 2, 3600),
+    )
+
+
+class _Link:
+    """One session's connection state. Counters are written on the loop thread and read anywhere."""
+
+    def __init__(self, session_id: str, queue_size: int) -> None:
+        self.session_id = session_id
+        self.queue: DropOldestQueue[bytes] = DropOldestQueue(queue_size)
+        self.latest: bytes | None = None  # newest prediction, for the retained state
+        self.state_sent: bytes | None = None
+        self.retry: bytes | None = None  # a prediction whose publish was cut by a disconnection
+        self.wake: asyncio.Event | None = None
+        self.wake_pending = False  # a wake-up is on its way to the loop: later predictions need not send another
+        self.connected = False
+        self.connects = 0
+        self.sent = 0
+        self.first_attempt = threading.Event()
+        self.first_error: BaseException | None = None
+        self.down_since: float | None = None
+
+
+class _ConnectionLost(aiomqtt.MqttError):
+    """The broker connection dropped while we were waiting or publishing."""
+
+
+def _auth_code(exc: BaseException) -> int | None:
+    rc = getattr(exc, "rc", None)
+    value = getattr(rc, "value", rc)
+    return value if isinstance(exc, MqttConnectError) and isinstance(value, int) else None
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    return isinstance(exc, ssl.SSLError) or isinstance(exc.__context__, ssl.SSLError)
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """An SSL socket that closes itself when its handshake fails (paho would leave it to the garbage collector)."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        """Run the TLS handshake; on failure close the socket, then raise."""
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
+def _quiet_stale_sockets(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Log at debug level aiomqtt's late add_reader/add_writer on a socket paho already closed.
+
+    When a connection drops, paho may ask aiomqtt to watch a socket it closes right after; the loop then fails
+    to register the stale descriptor. The disconnection itself is handled (and logged) by the publisher.
+    """
+    exc = context.get("exception")
+    if isinstance(exc, OSError) and any(name in repr(context.get("handle")) for name in ("add_writer", "add_reader")):
+        log.debug("mqtt: ignored a stale socket registration after a disconnection (%s)", exc)
+        return
+    loop.default_exception_handler(context)
+
+
+class MqttPublisher:
+    """Publish predictions, retained state and presence of each session to an MQTT broker.
+
+    Parameters
+    ----------
+    url : str
+        ``mqtt://[USER@]HOST[:PORT][/PREFIX][?qos=…&tls=1&cafile=…&format=…&queue=N&keepalive=S]``.
+    session_ids : sequence of str
+        Sessions to publish; each gets its own connection (and last will).
+    insecure : bool
+        Required to talk to a non-loopback broker without TLS (predictions and password would cross the
+        network in clear).
+    password : str, optional
+        Overrides ``$RT_PHYSIO_MQTT_PASSWORD`` (for library use; the CLI only reads the environment).
+    connect_timeout : float
+        Seconds to wait at construction for the first connection attempts.
+    backoff : (float, float)
+        First and longest delay between reconnection attempts, seconds.
+    """
+
+    def __init__(self, url: str, session_ids: Sequence[str], *, insecure: bool = False, password: str | None = None,
+                 connect_timeout: float = 5.0, backoff: tuple[float, float] = (0.5, 5.0)) -> None:
+        self.url = parse_mqtt_url(url)
+        if not session_ids:
+            raise ValueError("MqttPublisher needs at least one session id.")
+        if not self.url.tls and not self.url.is_loopback and not insecure:
+            raise ConfigError(
+                f"Refusing to publish to MQTT broker {self.url.host!r} without TLS: predictions (and the password) "
+                "would cross the network in clear. Use mqtts:// or ?tls=1, or pass --insecure to accept that."
+            )
+        if not 0 < backoff[0] <= backoff[1]:
+            raise ValueError(f"The 'backoff' parameter must be (first, longest), 0 < first <= longest; got {backoff}.")
+        self._password = password if password is not None else os.environ.get(PASSWORD_ENV)
+        if self._password is not None and self.url.username is None:
+            log.info("%s is set but %s names no user: connecting without credentials", PASSWORD_ENV, self.url)
+        self._tls_context = self._make_tls_context()
+        self._backoff = backoff
+        self._timeout = max(1.0, connect_timeout)
+        self._links = {sid: _Link(sid, self.url.queue) for sid in session_ids}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
+        self._closed_event: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._thread_main, name=f"mqtt-{self.url.host}:{self.url.port}",
+                                        daemon=True)
+        self._thread.start()
+        self._await_first_connect(connect_timeout)
+
+    # -- the engine's side (any thread, never blocks) ----------------------------------------------------------
+    @property
+    def format(self) -> Format:
+        """Payload encoding (from the URL's ``format``)."""
+        return self.url.format
+
+    @property
+    def dropped(self) -> int:
+        """Predictions dropped because the buffer was full (broker down or too slow)."""
+        return sum(link.queue.dropped for link in self._links.values())
+
+    @property
+    def connected(self) -> bool:
+        """True while every session's connection is up."""
+        return all(link.connected for link in self._links.values())
+
+    @property
+    def connects(self) -> int:
+        """Successful connections so far, all sessions together (more than one per session means reconnects)."""
+        return sum(link.connects for link in self._links.values())
+
+    @property
+    def sent(self) -> int:
+        """Predictions handed to the broker connection."""
+        return sum(link.sent for link in self._links.values())
+
+    def prediction(self, session_id: str, payload: bytes) -> None:
+        """Queue a prediction for ``pred`` and make it the retained ``state``; never blocks."""
+        link = self._links[session_id]
+        link.latest = payload
+        if link.queue.put(payload) is not None:
+            n = link.queue.dropped
+            if n == 1 or n % 100 == 0:
+                log.warning("mqtt %s: session %s buffer full (broker down or slow), dropped the oldest prediction "
+                            "(%d so far)", self.url, session_id, n)
+        self._wake(link)
+
+    def status(self, session_id: str, message: Mapping[str, Any]) -> None:
+        """Presence is handled by the connection itself.
+
+        ``online`` is published (retained) on every connect, ``offline`` on :meth:`close` and by the broker as
+        the last will; so the engine's status calls need no action here.
+        """
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Send the buffered predictions and the latest state, publish ``offline``, disconnect (bounded wait)."""
+        self._closing = True
+        self._call_in_loop(self._wake_all)
+        self._thread.join(timeout)
+        left = sum(len(link.queue) for link in self._links.values())
+        if self._thread.is_alive() or left:
+            log.warning("mqtt %s: closed with %d prediction(s) not delivered (broker unreachable or slow)",
+                        self.url, left)
+
+    # -- construction helpers ----------------------------------------------------------------------------------
+    def _make_tls_context(self) -> ssl.SSLContext | None:
+        if not self.url.tls:
+            return None
+        try:
+            context = ssl.create_default_context(cafile=self.url.cafile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"Cannot load CA certificates from {self.url.cafile}: {exc}.") from exc
+        context.sslsocket_class = _ClosingSSLSocket
+        return context
+
+    def _await_first_connect(self, timeout: float) -> None:
+        deadline = local_clock() + timeout
+        for link in self._links.values():
+            link.first_attempt.wait(max(0.0, deadline - local_clock()))
+        fatal = [(link, link.first_error) for link in self._links.values()
+                 if link.first_error is not None and self._is_fatal(link.first_error)]
+        if fatal:
+            self.close(timeout=1.0)
+            raise self._explain(fatal[0][1])
+        down = [link for link in self._links.values() if not link.connected]
+        if down:
+            why = next((str(link.first_error) for link in down if link.first_error is not None), "no answer yet")
+            log.warning("mqtt %s: broker not reachable (%s); running anyway, retrying with backoff and buffering "
+                        "up to %d predictions per session", self.url, why, self.url.queue)
+
+    def _is_fatal(self, exc: BaseException) -> bool:
+        code = _auth_code(exc)
+        return (code is not None and code in _AUTH_CODES) or _is_tls_error(exc)
+
+    def _explain(self, exc: BaseException) -> ConfigError:
+        where = f"MQTT broker {self.url.host}:{self.url.port}"
+        if _is_tls_error(exc):
+            ca = f"cafile={self.url.cafile}" if self.url.cafile else "the system's CA certificates"
+            return ConfigError(
+                f"TLS connection to {where} failed: {exc}. Check that the broker speaks TLS on that port and that "
+                f"its certificate is signed by {ca} and names {self.url.host!r}."
+            )
+        who = f"user {self.url.username!r}" if self.url.username else "an anonymous client (no user in the URL)"
+        pw = "is set" if self._password is not None else "is NOT set"
+        return ConfigError(
+            f"{where} refused {who}: bad user name or password, or not authorised ({exc}). Check the user in the "
+            f"URL (mqtt://USER@HOST) and the password in ${PASSWORD_ENV} (it {pw})."
+        )
+
+    # -- the loop's side ---------------------------------------------------------------------------------------
+    def _call_in_loop(self, fn: Any) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop already finished
+            loop.call_soon_threadsafe(fn)
+
+    def _wake(self, link: _Link) -> None:
+        # One wake-up per drain: each costs a syscall and a GIL hand-over on the engine's thread.
+        wake = link.wake
+        if wake is not None and not link.wake_pending:
+            link.wake_pending = True
+            self._call_in_loop(wake.set)
+
+    def _wake_all(self) -> None:
+        if self._closed_event is not None:
+            self._closed_event.set()
+        for link in self._links.values():
+            if link.wake is not None:
+                link.wake.set()
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except Exception:
+            log.exception("mqtt %s: publisher thread failed", self.url)
+        finally:
+            for link in self._links.values():
+                link.connected = False
+                link.first_attempt.set()
+
+    async def _main(self) -> None:
+        self._closed_event = asyncio.Event()
+        for link in self._links.values():
+            link.wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_quiet_stale_sockets)
+        self._loop = loop
+        if self._closing:
+            return
+        await asyncio.gather(*(self._run_link(link) for link in self._links.values()))
+
+    async def _run_link(self, link: _Link) -> None:
+        assert self._closed_event is not None
+        delay = self._backoff[0]
+        while not self._closing:
+            try:
+                await self._connection(link)
+                return
+            except (aiomqtt.MqttError, OSError) as exc:
+                was_up = link.connected
+                link.connected = False
+                if not link.first_attempt.is_set():
+                    link.first_error = exc
+                    link.first_attempt.set()
+                    if self._is_fatal(exc):
+                        return  # the constructor turns this into a ConfigError
+                if was_up:
+                    link.down_since = local_clock()
+                    log.warning("mqtt %s: session %s lost the broker connection (%s); reconnecting with backoff",
+                                self.url, link.session_id, exc)
+                    delay = self._backoff[0]
+                elif self._is_fatal(exc):
+                    log.error("mqtt %s: %s", self.url, self._explain(exc))
+                else:
+                    log.debug("mqtt %s: session %s connect failed (%s); next try in %.1f s", self.url,
+                              link.session_id, exc, delay)
+            with contextlib.suppress(TimeoutError):  # woken early only by close()
+                await asyncio.wait_for(self._closed_event.wait(), delay * random.uniform(0.8, 1.2))
+            delay = min(2 * delay, self._backoff[1])
+
+    def _client(self, link: _Link) -> aiomqtt.Client:
+        client = aiomqtt.Client(
+            self.url.host, self.url.port, username=self.url.username,
+            password=self._password if self.url.username is not None else None,
+            identifier=f"rt_physio-{uuid.uuid4().hex[:12]}", clean_session=True, keepalive=self.url.keepalive,
+            will=aiomqtt.Will(status_topic(link.session_id, self.url.prefix), OFFLINE, qos=1, retain=True),
+            tls_context=self._tls_context, timeout=self._timeout,
+        )
+        # paho's TCP connect runs in an executor thread; bound it so shutdown is never held up for long
+        client._client.connect_timeout = self._timeout
+        return client
+
+    async def _connection(self, link: _Link) -> None:
+        status = status_topic(link.session_id, self.url.prefix)
+        client = self._client(link)
+        async with client:
+            link.connected = True
+            link.connects += 1
+            link.first_attempt.set()
+            if link.down_since is not None:
+                log.warning("mqtt %s: session %s reconnected after %.1f s (%d predictions buffered)", self.url,
+                            link.session_id, local_clock() - link.down_since, len(link.queue))
+                link.down_since = None
+            else:
+                log.info("mqtt %s: session %s connected", self.url, link.session_id)
+            await self._publish(client, status, ONLINE, qos=1, retain=True)
+            await self._pump(link, client)
+            # clean shutdown: a DISCONNECT suppresses the will, so say offline ourselves
+            await self._publish(client, status, OFFLINE, qos=1, retain=True)
+            link.connected = False
+
+    async def _pump(self, link: _Link, client: aiomqtt.Client) -> None:
+        assert link.wake is not None
+        disconnected = client._disconnected  # aiomqtt's own "connection lost" future
+        while True:
+            link.wake.clear()
+            link.wake_pending = False  # before draining: a prediction queued after this point wakes us again
+            await self._drain(link, client)
+            if self._closing:
+                await self._drain(link, client)
+                return
+            waiter = asyncio.ensure_future(link.wake.wait())
+            either: set[asyncio.Future[Any]] = {waiter, disconnected}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if disconnected.done():
+                raise self._lost(client)
+
+    async def _drain(self, link: _Link, client: aiomqtt.Client) -> None:
+        pred = pred_topic(link.session_id, self.url.prefix)
+        while True:
+            payload = link.retry if link.retry is not None else link.queue.get(timeout=0)
+            if payload is None:
+                break
+            link.retry = payload
+            await self._publish(client, pred, payload, qos=self.url.qos, retain=False)
+            link.retry = None
+            link.sent += 1
+        latest = link.latest
+        if latest is not None and latest is not link.state_sent:
+            await self._publish(client, state_topic(link.session_id, self.url.prefix), latest, qos=1, retain=True)
+            link.state_sent = latest
+
+    async def _publish(self, client: aiomqtt.Client, topic: str, payload: bytes, *, qos: int, retain: bool) -> None:
+        """Publish, giving up as soon as the connection drops (aiomqtt would wait for its timeout)."""
+        disconnected = client._disconnected
+        task = asyncio.ensure_future(client.publish(topic, payload, qos=qos, retain=retain))
+        either: set[asyncio.Future[Any]] = {task, disconnected}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()
+            return
+        task.cancel()
+        raise self._lost(client)
+
+    @staticmethod
+    def _lost(client: aiomqtt.Client) -> _ConnectionLost:
+        disconnected = client._disconnected
+        cause = disconnected.exception() if disconnected.done() and not disconnected.cancelled() else None
+        return _ConnectionLost(f"connection lost ({cause or 'broker closed it'})")
