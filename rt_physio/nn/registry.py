@@ -80,6 +80,8 @@ from rt_physio.nn.spec import MODEL_FILE, SCHEMA, WEIGHTS_FILE, ModelSpec, parse
 __all__ = ["LoadedModel", "list_models", "load_model", "resolve_model", "save_model"]
 
 logger = logging.getLogger(__name__)
+#: Marks a pre-trained encoder folder (written by ``rt-physio train pretrain``); skipped by :func:`list_models`.
+ENCODER_META = "encoder.json"
 
 
 @dataclass(frozen=True)
@@ -276,6 +278,8 @@ def list_models() -> list[ModelSpec]:
         for folder in sorted(root.iterdir()):
             if not folder.is_dir() or folder.name.startswith((".", "_")) or folder.name in specs:
                 continue
+            if not (folder / MODEL_FILE).is_file() and (folder / ENCODER_META).is_file():
+                continue  # a pre-trained encoder (rt-physio train pretrain), not a runnable model
             try:
                 specs[folder.name] = read_model_spec(folder)
             except ModelError as exc:

@@ -1,0 +1,104 @@
+"""Masks for masked-patch pre-training, including **dual masking** for multi-lead ECG (arXiv 2512.15250).
+
+Dual masking hides information at two scales at once:
+
+* intra-lead: every patch is masked independently with probability ``patch_ratio`` (CBraMod's Bernoulli masking);
+* inter-lead: every lead (channel) is masked whole with probability ``lead_ratio``, so the encoder must rebuild a
+  lead from the others (the leads of an ECG see the same heart from different angles).
+
+At least one lead of every sample keeps at least one visible patch, so there is always something to reconstruct
+from. Masks are drawn from an explicit :class:`torch.Generator`: the same generator state gives the same mask.
+A mask is 1 where a patch is hidden; :class:`~rt_physio.nn.CBraMod` replaces those patches by its
+``mask_encoding`` (``model(x, mask=mask)``) and the loss is taken on them only (:func:`masked_mse`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["dual_mask", "masked_mse", "patch_mask"]
+
+
+def _check_ratio(name: str, value: float) -> float:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"The '{name}' parameter must be in [0, 1), got {value!r}.")
+    return float(value)
+
+
+def _check_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if len(shape) != 3 or any(int(s) < 1 for s in shape):
+        raise ValueError(f"The 'shape' parameter must be (batch, leads, patches) with positive sizes, got {shape}.")
+    return int(shape[0]), int(shape[1]), int(shape[2])
+
+
+def patch_mask(shape: tuple[int, int, int], ratio: float, generator: torch.Generator | None = None,
+               device: torch.device | str | None = None) -> Tensor:
+    """Bernoulli mask of patches (CBraMod's pre-training mask), shape ``(batch, leads, patches)``.
+
+    Equivalent to :func:`dual_mask` with ``lead_ratio=0``.
+    """
+    return dual_mask(shape, patch_ratio=ratio, lead_ratio=0.0, generator=generator, device=device)
+
+
+def dual_mask(shape: tuple[int, int, int], patch_ratio: float = 0.5, lead_ratio: float = 0.25,
+              generator: torch.Generator | None = None, device: torch.device | str | None = None) -> Tensor:
+    """Draw a dual (intra-lead + inter-lead) mask.
+
+    Parameters
+    ----------
+    shape : (batch, leads, patches)
+        Mask shape (the first three dimensions of the model input).
+    patch_ratio : float
+        Probability in [0, 1) that a patch is masked on its own.
+    lead_ratio : float
+        Probability in [0, 1) that a whole lead is masked. Ignored for single-lead inputs.
+    generator : torch.Generator | None
+        Source of randomness (a CPU generator; the mask is moved to ``device`` afterwards). None uses the global
+        generator.
+    device : torch.device | str | None
+        Where the returned mask lives (default CPU).
+
+    Returns
+    -------
+    Tensor
+        ``(batch, leads, patches)`` int64, 1 = masked. Every sample has at least one lead with a visible patch.
+    """
+    bsz, n_leads, n_patches = _check_shape(tuple(shape))
+    patch_ratio = _check_ratio("patch_ratio", patch_ratio)
+    lead_ratio = _check_ratio("lead_ratio", lead_ratio)
+    mask = torch.rand((bsz, n_leads, n_patches), generator=generator) < patch_ratio  # (B, L, N) intra-lead
+    lead_draw = torch.rand((bsz, n_leads), generator=generator)  # (B, L)
+    keeper = torch.randint(n_leads, (bsz,), generator=generator)  # (B,) a lead never masked whole
+    keep_patch = torch.randint(n_patches, (bsz,), generator=generator)  # (B,) a patch of it kept if needed
+    if n_leads > 1 and lead_ratio > 0:
+        whole = lead_draw < lead_ratio  # (B, L)
+        whole[torch.arange(bsz), keeper] = False
+        mask |= whole.unsqueeze(-1)
+    # If Bernoulli masking hid everything a sample has, reveal one patch of its keeper lead.
+    all_hidden = mask.flatten(1).all(dim=1)  # (B,)
+    rows = all_hidden.nonzero().squeeze(1)
+    mask[rows, keeper[rows], keep_patch[rows]] = False
+    out = mask.to(torch.int64)
+    return out if device is None else out.to(device)
+
+
+def masked_mse(prediction: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean squared error over the masked patches only.
+
+    Parameters
+    ----------
+    prediction, target : Tensor
+        ``(B, C, N, 200)`` reconstruction and original patches.
+    mask : Tensor
+        ``(B, C, N)``, 1 where masked.
+
+    Returns
+    -------
+    Tensor
+        Scalar loss (0 when nothing is masked).
+    """
+    selected = mask.bool()
+    if not bool(selected.any()):
+        return prediction.sum() * 0.0
+    return torch.mean((prediction[selected] - target[selected]) ** 2)

@@ -1,0 +1,221 @@
+"""``rt-physio train pretrain|finetune`` and ``rt-physio evaluate``: registered by :func:`register`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from rt_physio.errors import ConfigError
+
+__all__ = ["register"]
+
+
+def _modalities(text: str) -> tuple[str, ...]:
+    parts = tuple(p.strip().lower() for p in text.replace("+", ",").split(",") if p.strip())
+    bad = [p for p in parts if p not in ("eeg", "ecg")]
+    if not parts or bad or len(set(parts)) != len(parts):
+        raise argparse.ArgumentTypeError(f"expected eeg, ecg or eeg,ecg, got {text!r}")
+    return tuple(m for m in ("eeg", "ecg") if m in parts)
+
+
+def _subjects(text: str) -> tuple[str, ...]:
+    """``28-31`` or ``Subject28,Subject29`` or ``S01,S02`` -> subject ids (EEGMAT numbers become SubjectNN)."""
+    out: list[str] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part and all(p.strip().isdigit() for p in part.split("-", 1)):
+            lo, hi = (int(p) for p in part.split("-", 1))
+            out.extend(f"Subject{i:02d}" for i in range(lo, hi + 1))
+        elif part.isdigit():
+            out.append(f"Subject{int(part):02d}")
+        else:
+            out.append(part)
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected subjects such as 28-31 or Subject28,Subject29, got {text!r}")
+    return tuple(out)
+
+
+def _command_line() -> str:
+    return "rt-physio " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def register(sub: Any) -> None:
+    """Add the ``train`` (``pretrain``, ``finetune``) and ``evaluate`` subcommands to ``sub``."""
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    train = sub.add_parser("train", help="pre-train encoders or fine-tune a model",
+                           description="Self-supervised pre-training of an encoder, or fine-tuning of a model.")
+    tsub = train.add_subparsers(dest="train_command", required=True, metavar="STEP")
+
+    pre = tsub.add_parser("pretrain", help="masked-patch pre-training of an EEG or ECG encoder", formatter_class=fmt,
+                          description="Masked-patch reconstruction pre-training (dual masking for ECG: random "
+                                      "patches within leads and whole leads). Writes an encoder folder "
+                                      "(encoder.safetensors + encoder.json) usable as --eeg-init / --ecg-init.")
+    pre.add_argument("--modality", choices=["eeg", "ecg"], required=True)
+    pre.add_argument("--data", nargs="+", required=True, metavar="PATH",
+                     help="files or folders: EDF (EEGMAT: training subjects only), WFDB records (.hea), NeuroKit CSV")
+    pre.add_argument("--out", required=True, type=Path, help="encoder folder to write (e.g. models/ecg-encoder)")
+    pre.add_argument("--layers", type=int, default=2, help="transformer layers")
+    pre.add_argument("--ff", type=int, default=400, help="feed-forward size")
+    pre.add_argument("--nhead", type=int, default=8)
+    pre.add_argument("--epochs", type=int, default=5)
+    pre.add_argument("--batch-size", type=int, default=32)
+    pre.add_argument("--lr", type=float, default=5e-4)
+    pre.add_argument("--weight-decay", type=float, default=0.05)
+    pre.add_argument("--window", type=float, default=5.0, metavar="S", help="sample length in seconds")
+    pre.add_argument("--hop", type=float, default=2.5, metavar="S", help="step between samples in seconds")
+    pre.add_argument("--patch-ratio", type=float, default=0.5, help="probability of masking each patch")
+    pre.add_argument("--lead-ratio", type=float, default=None,
+                     help="probability of masking a whole lead (default: 0.25 for ECG, 0 for EEG)")
+    pre.add_argument("--max-abs-uv", type=float, default=None,
+                     help="drop samples exceeding this |µV| (default: 100 for EEG, none for ECG)")
+    pre.add_argument("--line-freq", type=float, default=50.0, help="mains frequency of the recordings (Hz)")
+    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    pre.add_argument("--device", default="cpu")
+    pre.add_argument("--cache", type=Path, default=None, help="cache folder for preprocessed signals")
+    pre.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+    pre.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pre.set_defaults(handler=_cmd_pretrain)
+
+    fin = tsub.add_parser("finetune", help="fine-tune the EEG + ECG fusion model on a labelled dataset",
+                          formatter_class=fmt,
+                          description="Fine-tune the fusion model (EEG encoder + ECG encoder, pooled embeddings "
+                                      "concatenated, MLP head) and write a model folder (model.toml + weights).")
+    fin.add_argument("--dataset", choices=["eegmat", "dreamer"], required=True)
+    fin.add_argument("--data", required=True, type=Path, help="EEGMAT folder of EDFs, or DREAMER.mat")
+    fin.add_argument("--out", required=True, type=Path, help="model folder to write (e.g. models/eegmat-fusion)")
+    fin.add_argument("--modalities", type=_modalities, default=("eeg", "ecg"), help="eeg,ecg | eeg | ecg")
+    fin.add_argument("--eeg-init", default=None, metavar="PATH",
+                     help="EEG encoder init: official CBraMod pretrained_weights.pth, a .safetensors state dict, or "
+                          "a 'train pretrain' folder (architecture taken from it)")
+    fin.add_argument("--ecg-init", default=None, metavar="PATH", help="ECG encoder init (same forms)")
+    fin.add_argument("--eeg-layers", type=int, default=4)
+    fin.add_argument("--eeg-ff", type=int, default=400)
+    fin.add_argument("--ecg-layers", type=int, default=2)
+    fin.add_argument("--ecg-ff", type=int, default=400)
+    fin.add_argument("--nhead", type=int, default=8)
+    fin.add_argument("--head-hidden", type=int, default=128)
+    fin.add_argument("--head-dropout", type=float, default=0.3)
+    fin.add_argument("--epochs", type=int, default=10)
+    fin.add_argument("--batch-size", type=int, default=32)
+    fin.add_argument("--lr", type=float, default=3e-4, help="encoder learning rate")
+    fin.add_argument("--head-lr", type=float, default=1e-3)
+    fin.add_argument("--weight-decay", type=float, default=0.05)
+    fin.add_argument("--modality-dropout", type=float, default=0.5,
+                     help="probability that a window with both modalities loses one in training")
+    fin.add_argument("--window", type=float, default=5.0, metavar="S")
+    fin.add_argument("--train-hop", type=float, default=2.0, metavar="S", help="hop between training windows")
+    fin.add_argument("--patience", type=int, default=0, help="stop after N epochs without gain (0: never)")
+    fin.add_argument("--train-subjects", type=_subjects, default=(), help="default: the dataset's split")
+    fin.add_argument("--val-subjects", type=_subjects, default=(), help="default: EEGMAT 28-31")
+    fin.add_argument("--label-threshold", type=float, default=3.0, help="DREAMER: score > T is high")
+    fin.add_argument("--line-freq", type=float, default=50.0, help="mains frequency of the recordings (Hz)")
+    fin.add_argument("--weights-dtype", choices=["float16", "bfloat16", "float32"], default="float16")
+    fin.add_argument("--max-train-windows", type=int, default=None, help="cap on training windows per epoch")
+    fin.add_argument("--seed", type=int, default=0)
+    fin.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    fin.add_argument("--device", default="cpu")
+    fin.add_argument("--cache", type=Path, default=None, help="cache folder for preprocessed signals")
+    fin.add_argument("--description", default="", help="model card description")
+    fin.add_argument("--resume", action="store_true", help="continue from OUT/train-state.safetensors")
+    fin.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fin.set_defaults(handler=_cmd_finetune)
+
+    ev = sub.add_parser("evaluate", help="score a model on a labelled folder (every subject found)",
+                        formatter_class=fmt,
+                        description="Score a model on every subject of an EEGMAT-style folder of EDFs (or a "
+                                    "DREAMER.mat) and write balanced accuracy, F1, AUROC, AUC-PR overall and per "
+                                    "subject, for each modality set, as JSON.")
+    ev.add_argument("--model", required=True, metavar="NAME|PATH")
+    ev.add_argument("--data", required=True, type=Path)
+    ev.add_argument("--json", required=True, type=Path, metavar="OUT")
+    ev.add_argument("--modalities", type=_modalities, action="append", default=None,
+                    help="eeg,ecg | eeg | ecg (repeatable; default: every set the model supports)")
+    ev.add_argument("--dataset", choices=["eegmat", "dreamer"], default="eegmat")
+    ev.add_argument("--subjects", type=_subjects, default=None, help="only these subjects (default: all found)")
+    ev.add_argument("--threshold", type=float, default=0.5, help="probability threshold for a positive window")
+    ev.add_argument("--label-threshold", type=float, default=3.0, help="DREAMER: score > T is high")
+    ev.add_argument("--line-freq", type=float, default=None, help="mains frequency (default: the dataset's)")
+    ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--threads", type=int, default=None)
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--cache", type=Path, default=None)
+    ev.set_defaults(handler=_cmd_evaluate)
+
+
+def _cmd_pretrain(args: argparse.Namespace, out: TextIO) -> int:
+    from rt_physio.training.pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(
+        modality=args.modality, data=tuple(str(p) for p in args.data), out=str(args.out), n_layer=args.layers,
+        dim_feedforward=args.ff, nhead=args.nhead, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, window_s=args.window, hop_s=args.hop, patch_ratio=args.patch_ratio,
+        lead_ratio=args.lead_ratio, max_abs_uv=args.max_abs_uv, line_freq=args.line_freq, seed=args.seed,
+        threads=args.threads, device=args.device, cache=str(args.cache) if args.cache else None,
+        resume=args.resume, command=_command_line(),
+    )
+
+    def show(epoch: int, loss: float, seconds: float) -> None:
+        out.write(f"epoch {epoch}: masked-patch MSE {loss:.5f} ({seconds:.0f} s)\n")
+        out.flush()
+
+    result = pretrain(cfg, on_epoch=show, progress=not args.no_progress)
+    out.write(f"wrote {result.out} ({result.n_samples} samples/epoch from {result.n_recordings} recordings, "
+              f"{result.seconds:.0f} s)\n")
+    return 0
+
+
+def _cmd_finetune(args: argparse.Namespace, out: TextIO) -> int:
+    from rt_physio.training.finetune import EpochReport, FinetuneConfig, finetune
+
+    cfg = FinetuneConfig(
+        dataset=args.dataset, data=str(args.data), out=str(args.out), modalities=args.modalities,
+        eeg_layers=args.eeg_layers, eeg_ff=args.eeg_ff, ecg_layers=args.ecg_layers, ecg_ff=args.ecg_ff,
+        nhead=args.nhead, head_hidden=args.head_hidden, head_dropout=args.head_dropout, eeg_init=args.eeg_init,
+        ecg_init=args.ecg_init, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr,
+        weight_decay=args.weight_decay, modality_dropout=args.modality_dropout, window_s=args.window,
+        train_hop_s=args.train_hop, patience=args.patience, seed=args.seed, threads=args.threads, device=args.device,
+        line_freq=args.line_freq, label_threshold=args.label_threshold, validation_subjects=args.val_subjects,
+        train_subjects=args.train_subjects, weights_dtype=args.weights_dtype,
+        cache=str(args.cache) if args.cache else None, max_train_windows=args.max_train_windows,
+        resume=args.resume, description=args.description, command=_command_line(),
+    )
+
+    def show(report: EpochReport) -> None:
+        parts = "  ".join(f"{k}: auroc {v['auroc']:.3f} bal-acc {v['balanced_accuracy']:.3f}"
+                          for k, v in report.validation.items())
+        out.write(f"epoch {report.epoch}: loss {report.loss:.4f} | val {parts} | {report.seconds:.0f} s"
+                  f"{'  *best' if report.best else ''}\n")
+        out.flush()
+
+    result = finetune(cfg, on_epoch=show, progress=not args.no_progress)
+    out.write(f"wrote {result.out} (epoch {result.best_epoch} selected, weights sha256 {result.sha256}, "
+              f"{result.seconds:.0f} s)\n")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
+    from rt_physio.training.evaluate import evaluate
+
+    if args.batch_size < 1:
+        raise ConfigError(f"The 'batch-size' parameter must be positive, got {args.batch_size}.")
+    report: dict[str, Any] = evaluate(
+        args.model, args.data, modality_sets=args.modalities, dataset=args.dataset, subjects=args.subjects,
+        threshold=args.threshold, label_threshold=args.label_threshold, line_freq=args.line_freq,
+        batch_size=args.batch_size, threads=args.threads, device=args.device, cache=args.cache,
+    )
+    from rt_physio.training.metrics import json_safe
+
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(json_safe(report), indent=2) + "\n")
+    for key, res in report.items():
+        out.write(f"{key:8s} n={res['n_windows']:<5d} bal-acc {res['balanced_accuracy']:.4f}  f1 {res['f1']:.4f}  "
+                  f"auroc {res['auroc']:.4f}  auc-pr {res['auc_pr']:.4f}\n")
+    out.write(f"wrote {args.json}\n")
+    return 0

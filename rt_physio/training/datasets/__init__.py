@@ -1,0 +1,8 @@
+"""Dataset loaders returning :class:`~rt_physio.training.datasets.base.Recording` objects.
+
+* :mod:`.eegmat` — PhysioNet EEGMAT (EDF; rest vs mental arithmetic; 20 EEG channels + 1 ECG lead).
+* :mod:`.dreamer` — DREAMER.mat (EEG 14 ch + ECG 2 leads; arousal / valence / dominance self-reports).
+* :mod:`.wfdb` — WFDB records and NeuroKit CSV files (unlabelled ECG for pre-training).
+* :mod:`.edf` — any EDF file or folder (unlabelled EEG / ECG) and the pre-training corpus finder.
+* :mod:`.base` — recordings, the engine-identical preprocessing, cached signals, windows.
+"""
