@@ -29,7 +29,7 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; }
 
 lint: install
-	$(BIN)/ruff check rt_physio tests benchmarks
+	$(BIN)/ruff check rt_physio tests benchmarks examples
 
 typecheck: install
 	$(BIN)/mypy
@@ -39,8 +39,12 @@ pytest: install system-deps
 
 test: install system-deps lint typecheck pytest
 
+# Every benchmark measures its baseline in the same run; results land in benchmarks/results/ and the README's
+# latency table is regenerated.
 bench: install
 	$(BIN)/python benchmarks/bench_dsp.py
+	$(BIN)/python benchmarks/bench_inference.py --device cpu
+	$(BIN)/python benchmarks/bench_latency.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

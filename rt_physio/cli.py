@@ -12,7 +12,10 @@ from types import FrameType
 from typing import Any, TextIO
 
 from rt_physio import __version__
+from rt_physio.bench import cli as bench_cli
 from rt_physio.errors import RtPhysioError
+from rt_physio.sources import commands as sources_cli
+from rt_physio.training import cli as training_cli
 
 __all__ = ["build_parser", "format_prediction", "main"]
 
@@ -48,12 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help="engine config TOML (sessions, model, publish URLs)")
     run.add_argument("--eeg", metavar="SPEC", help="EEG source (default: synthetic)")
     run.add_argument("--ecg", metavar="SPEC", help="ECG source (default: synthetic)")
-    run.add_argument("--model", metavar="NAME|PATH", help="model folder or name in models/ (default: untrained-demo)")
+    run.add_argument("--model", metavar="NAME|PATH", help="model folder or name in models/ (default: eegmat-fusion)")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], help="inference device (default: auto)")
     run.add_argument("--window", type=_positive_float, metavar="S", help="window length in seconds (default: 5)")
     run.add_argument("--hop", type=_positive_float, metavar="S", help="seconds between predictions (default: 1)")
     run.add_argument("--publish", action="append", metavar="URL",
-                     help="where to publish, repeatable (default: zmq://127.0.0.1:5556)")
+                     help="where to publish, repeatable: zmq://HOST:PORT or mqtt://[USER@]HOST[:PORT][/PREFIX] "
+                          "(password in $RT_PHYSIO_MQTT_PASSWORD), options ?format=msgpack, ?qos=1, ?tls=1&cafile=… "
+                          "(default: zmq://127.0.0.1:5556)")
     run.add_argument("--session", metavar="ID", help="session id used in topics (default: default)")
     run.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
     run.add_argument("--line-freq", type=float, choices=[50.0, 60.0], help="mains frequency to notch (default: 50)")
@@ -61,9 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="leave a modality out of a window when it lags this long (default: 1)")
     run.add_argument("--resolve-timeout", type=_positive_float, metavar="S",
                      help="how long to look for LSL streams (default: 5)")
-    run.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: one per core)")
+    run.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: cores - 1, at least 1)")
+    run.add_argument("--backend", choices=["auto", "eager", "traced", "cuda-graph"],
+                     help="how the model runs (default: auto = CUDA graphs on a GPU, traced on the CPU)")
+    run.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="model precision (default: fp32)")
+    run.add_argument("--max-batch", type=int, metavar="N", help="largest batch across sessions (default: 64)")
+    run.add_argument("--max-wait-ms", type=float, metavar="MS",
+                     help="longest a window waits for others of its shape to batch with (default: 2)")
     run.add_argument("--insecure", action="store_true", default=None,
                      help="allow publishing on a non-loopback address without encryption")
+    run.add_argument("--record", metavar="DIR",
+                     help="record raw streams and predictions to a new folder in DIR (Parquet; crash-safe)")
     run.add_argument("--quiet", action="store_true", help="do not print one line per prediction")
     run.set_defaults(handler=_cmd_run)
 
@@ -72,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the models found in models/ folders").set_defaults(handler=_cmd_models)
     # Other command groups register themselves here: each module's register(sub) adds subparsers whose
     # handler(args, out) -> int does the work.
+    bench_cli.register(sub)
+    training_cli.register(sub)
+    sources_cli.register(sub)
     return parser
 
 
@@ -103,7 +119,10 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         "model": args.model, "device": args.device, "window_s": args.window, "hop_s": args.hop,
         "publish": tuple(args.publish) if args.publish else None, "duration_s": args.duration,
         "line_freq": args.line_freq, "missing_after_s": args.missing_after,
-        "resolve_timeout_s": args.resolve_timeout, "insecure": args.insecure, "threads": args.threads,
+        "resolve_timeout_s": args.resolve_timeout, "insecure": args.insecure, "record": args.record,
+        "threads": args.threads,
+        "backend": args.backend, "precision": args.precision, "max_batch": args.max_batch,
+        "max_wait_ms": args.max_wait_ms,
     }
     overrides = {k: v for k, v in options.items() if v is not None}
     if args.eeg is not None or args.ecg is not None or args.session is not None:
@@ -121,7 +140,13 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
     engine = Engine(config, on_prediction=show)
 
+    signals_seen = [0]
+
     def handle(signum: int, frame: FrameType | None) -> None:
+        # SIGINT/SIGTERM: stop gracefully (flush, offline, finish the recording); a second one: stop now
+        signals_seen[0] += 1
+        if signals_seen[0] > 1:
+            raise KeyboardInterrupt
         engine.request_stop()
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -129,7 +154,8 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         model = engine.model.spec
         note = " — UNTRAINED: outputs are random" if not model.trained else ""
         urls = ", ".join(config.publish)
-        out.write(f"rt-physio {__version__}: model {model.name}{note}; publishing on {urls}; "
+        recording = f"; recording to {engine.recorder.path}" if engine.recorder is not None else ""
+        out.write(f"rt-physio {__version__}: model {model.name}{note}; publishing on {urls}{recording}; "
                   f"{len(config.sessions)} session(s); Ctrl-C to stop\n")
         out.flush()
         engine.run(config.duration_s)
@@ -139,6 +165,16 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     for sid, session in engine.sessions.items():
         out.write(f"session {sid}: {session.windows_cut} windows, {engine.predictions} predictions published, "
                   f"{engine.executor.dropped} dropped, missing {session.missing_counts}\n")
+    if engine.handoff_s:
+        handoff = sorted(engine.handoff_s)
+        p50, p99 = (1e6 * handoff[min(len(handoff) - 1, int(q * len(handoff)))] for q in (0.5, 0.99))
+        dropped = sum(p.dropped for p in engine.publishers)
+        out.write(f"publishing: encode + hand-off to {len(engine.publishers)} publisher(s) p50 {p50:.0f} us, "
+                  f"p99 {p99:.0f} us; {dropped} message(s) dropped by publishers\n")
+    if engine.recorder is not None:
+        rec = engine.recorder
+        out.write(f"recording: {rec.path} ({rec.chunks} chunks, {rec.predictions} predictions, {rec.dropped} "
+                  f"dropped, {rec.write_errors} write errors)\n")
     return 0
 
 

@@ -65,7 +65,7 @@ class SessionConfig:
     ecg: str | None = "synthetic"
 
     def __post_init__(self) -> None:
-        if not self.session_id or not set(self.session_id) <= _SESSION_ID_CHARS:
+        if not self.session_id or not set(self.session_id) <= _SESSION_ID_CHARS or self.session_id in (".", ".."):
             raise ConfigError(
                 f"Session id {self.session_id!r} is invalid: use letters, digits, '-', '_' or '.' (it becomes part "
                 "of topic names)."
@@ -79,7 +79,7 @@ class EngineConfig:
     """Everything ``rt-physio run`` needs; built from the command line and/or a TOML file."""
 
     sessions: tuple[SessionConfig, ...] = (SessionConfig(),)
-    model: str = "untrained-demo"
+    model: str = "eegmat-fusion"
     device: str = "auto"
     window_s: float = 5.0
     hop_s: float = 1.0
@@ -89,7 +89,12 @@ class EngineConfig:
     missing_after_s: float = 1.0
     resolve_timeout_s: float = 5.0
     insecure: bool = False
+    record: str | None = None  # folder for recordings (raw streams + predictions); None: do not record
     threads: int | None = None
+    backend: str = "auto"
+    precision: str = "fp32"
+    max_batch: int = 64
+    max_wait_ms: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.sessions:
@@ -112,8 +117,19 @@ class EngineConfig:
             raise ConfigError(f"The 'missing_after' parameter must be in (0, 60] seconds, got {self.missing_after_s}.")
         if self.resolve_timeout_s <= 0:
             raise ConfigError(f"The 'resolve_timeout' parameter must be positive, got {self.resolve_timeout_s}.")
+        if self.record is not None and not self.record.strip():
+            raise ConfigError("The 'record' parameter must name a folder, got an empty string.")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"The 'threads' parameter must be at least 1, got {self.threads}.")
+        if self.backend not in ("auto", "eager", "traced", "cuda-graph"):
+            raise ConfigError(
+                f"The 'backend' parameter must be auto, eager, traced or cuda-graph, got {self.backend!r}.")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ConfigError(f"The 'precision' parameter must be fp32, bf16 or fp16, got {self.precision!r}.")
+        if not 1 <= self.max_batch <= 1024:
+            raise ConfigError(f"The 'max_batch' parameter must be in [1, 1024], got {self.max_batch}.")
+        if not 0 <= self.max_wait_ms <= 1000:
+            raise ConfigError(f"The 'max_wait_ms' parameter must be in [0, 1000] ms, got {self.max_wait_ms}.")
 
 
 def _spec_or_none(value: Any, where: str) -> str | None:
@@ -128,12 +144,14 @@ def load_engine_config(path: Path, **overrides: Any) -> EngineConfig:
     """Read an engine config TOML (see the README); keyword overrides (from the command line) win.
 
     Top-level keys mirror the ``rt-physio run`` options (``model``, ``device``, ``window``, ``hop``,
-    ``publish``, ``duration``, ``line_freq``, ``missing_after``, ``resolve_timeout``, ``insecure``, ``threads``);
+    ``publish``, ``duration``, ``line_freq``, ``missing_after``, ``resolve_timeout``, ``insecure``, ``record``,
+    ``threads``, ``backend``, ``precision``, ``max_batch``, ``max_wait_ms``);
     each ``[[sessions]]`` table has ``id``, ``eeg`` and ``ecg``.
     """
     raw = load_toml(path)
     known = {"model", "device", "window", "hop", "publish", "duration", "line_freq", "missing_after",
-             "resolve_timeout", "insecure", "threads", "sessions"}
+             "resolve_timeout", "insecure", "record", "threads", "backend", "precision", "max_batch", "max_wait_ms",
+             "sessions"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; valid keys: {sorted(known)}.")

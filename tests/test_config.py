@@ -28,6 +28,7 @@ def test_config_file_with_sessions_and_overrides(tmp_path: Path) -> None:
     ("window = 2.5\n", "whole number"),
     ("[[sessions]]\nid = 'a'\neeg = 'none'\necg = 'none'\n", "neither"),
     ("[[sessions]]\nid = 'a b'\neeg = 'synthetic'\n", "Session id"),
+    ("[[sessions]]\nid = '..'\neeg = 'synthetic'\n", "Session id"),
     ("[[sessions]]\nid = 'a'\neeg = 'x'\n[[sessions]]\nid = 'a'\necg = 'y'\n", "unique"),
     ("hop = [\n", "invalid TOML"),
     ("line_freq = 55\n", "50 or 60"),

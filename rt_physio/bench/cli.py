@@ -97,7 +97,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--hop", type=_positive_float, default=1.0, metavar="S", help="seconds between predictions (default 1)"
     )
     lat.add_argument("--window", type=_positive_float, default=5.0, metavar="S", help="window length (default 5)")
-    lat.add_argument("--model", default="untrained-demo", metavar="NAME|PATH")
+    lat.add_argument("--model", default="eegmat-fusion", metavar="NAME|PATH")
     lat.add_argument("--no-baselines", action="store_true", help="skip the baselines")
     lat.add_argument("--sweep", action="store_true", help="also sweep chunk size, hop and number of sessions")
     lat.add_argument("--json", type=Path, metavar="OUT", help="write the results as JSON")

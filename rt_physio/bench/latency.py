@@ -274,7 +274,7 @@ def measure_zmq_hop(seconds: float = 8.0, rate: float = 128.0) -> dict[str, floa
 
 
 def run_latency_benchmark(*, sessions: int = 1, duration: float = 30.0, chunk: int = 8, hop: float = 1.0,
-                          window: float = 5.0, model: str = "untrained-demo", eeg: str | None = None,
+                          window: float = 5.0, model: str = "eegmat-fusion", eeg: str | None = None,
                           ecg: str | None = None, baselines: bool = True, sweep: bool = False, warmup: int = 2,
                           hop_seconds: float = 8.0) -> dict[str, Any]:
     """Measure rt_physio and (optionally) its baselines; returns the JSON document."""

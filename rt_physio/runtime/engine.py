@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import functools
+import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from rt_physio.clock import local_clock
 from rt_physio.config import EngineConfig, SessionConfig
@@ -15,12 +18,17 @@ from rt_physio.dsp import StreamProcessor
 from rt_physio.errors import ConfigError
 from rt_physio.nn.registry import LoadedModel, load_model
 from rt_physio.nn.spec import ModelSpec
-from rt_physio.publish.schema import Prediction
-from rt_physio.publish.zmq import ZmqPublisher
+from rt_physio.publish import base as topics
+from rt_physio.publish.base import Publisher, open_publisher
+from rt_physio.publish.schema import Format, Prediction, encode
 from rt_physio.runtime.executor import InferenceExecutor, InferenceResult, resolve_device
+from rt_physio.runtime.runners import BUCKETS, bucket_for
 from rt_physio.runtime.session import ModalityStream, Session, Window
-from rt_physio.sources.base import MODALITIES, Modality, Source
+from rt_physio.sources.base import MODALITIES, Chunk, Modality, Source
 from rt_physio.sources.spec import open_source
+
+if TYPE_CHECKING:
+    from rt_physio.publish.recorder import Recorder
 
 __all__ = ["Engine", "build_processor", "pred_topic", "status_topic"]
 
@@ -30,13 +38,13 @@ PredictionCallback = Callable[[Prediction], None]
 
 
 def pred_topic(session_id: str) -> str:
-    """ZeroMQ/MQTT topic of a session's predictions."""
-    return f"rt_physio/{session_id}/pred"
+    """ZeroMQ/MQTT topic of a session's predictions (default prefix)."""
+    return topics.pred_topic(session_id)
 
 
 def status_topic(session_id: str) -> str:
-    """ZeroMQ/MQTT topic of a session's online/offline status."""
-    return f"rt_physio/{session_id}/status"
+    """ZeroMQ/MQTT topic of a session's online/offline status (default prefix)."""
+    return topics.status_topic(session_id)
 
 
 def build_processor(spec: ModelSpec, modality: Modality, source: Source, line_freq: float,
@@ -83,14 +91,25 @@ class Engine:
         self._stop = threading.Event()
         self._opened: list[Source] = []
         self._failures_reported: set[int] = set()
-        self.publishers: list[ZmqPublisher] = []
+        self.publishers: list[Publisher] = []
+        self.recorder: Recorder | None = None
         self.sessions: dict[str, Session] = {}
+        self._stopped = False
+        # seconds per prediction to encode it and hand it to every publisher and the recorder (after the trace's
+        # "serialised" mark, so not in the message's own latency_ms)
+        self.handoff_s: deque[float] = deque(maxlen=100_000)
         try:
+            # Publishers first: a busy port or a refused MQTT password is reported before any device is opened.
+            session_ids = [sc.session_id for sc in config.sessions]
+            self.publishers = [open_publisher(url, session_ids, insecure=config.insecure) for url in config.publish]
             for session_config in config.sessions:
                 self.sessions[session_config.session_id] = self._build_session(session_config)
-            self.executor = InferenceExecutor(self.model, self._on_result, device=config.device,
-                                              threads=config.threads)
-            self.publishers = [self._make_publisher(url) for url in config.publish]
+            self.executor = InferenceExecutor(
+                self.model, self._on_result, device=config.device, threads=config.threads,
+                backend=config.backend, precision=config.precision,  # type: ignore[arg-type]  # validated
+                max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1e3)
+            if config.record is not None:
+                self.recorder = self._make_recorder(config.record)
         except BaseException:
             self._close_all()
             raise
@@ -125,20 +144,31 @@ class Engine:
                      source.info.name, source.info.n_channels, source.info.sfreq)
         if not streams:
             raise ConfigError(f"Session {sc.session_id!r}: none of its modalities is read by model {spec.name!r}.")
+        tap = functools.partial(self._record_chunk, sc.session_id) if self.config.record is not None else None
         return Session(sc.session_id, streams, window_s=self.config.window_s, hop_s=self.config.hop_s,
                        on_window=self._on_window, sfreq=spec.sfreq, scale_uv=spec.scale_uv,
-                       missing_after=self.config.missing_after_s, line_freqs=(self.config.line_freq,))
+                       missing_after=self.config.missing_after_s, line_freqs=(self.config.line_freq,), on_chunk=tap)
 
-    def _make_publisher(self, url: str) -> ZmqPublisher:
-        if url.startswith("zmq://"):
-            return ZmqPublisher(url, insecure=self.config.insecure)
-        if url.startswith("mqtt://") or url.startswith("mqtts://"):
-            raise ConfigError(f"MQTT publishing ({url!r}) is not available yet; use zmq://HOST:PORT.")
-        raise ConfigError(f"Unknown publish URL {url!r}: expected zmq://HOST:PORT.")
+    def _make_recorder(self, root: str) -> Recorder:
+        from rt_physio import __version__
+        from rt_physio.publish.recorder import Recorder
+
+        spec = self.model.spec
+        streams = {sid: {m: st.source.info for m, st in sess.streams.items()} for sid, sess in self.sessions.items()}
+        info: dict[str, Any] = {
+            "rt_physio_version": __version__, "window_s": self.config.window_s, "hop_s": self.config.hop_s,
+            "model": {"name": spec.name, "sha256": self.model.sha256, "trained": spec.trained},
+        }
+        return Recorder(root, streams, spec.outputs, info=info)
 
     # -- hot path ----------------------------------------------------------------------------------------------
     def _on_window(self, window: Window) -> None:
         self.executor.submit(window)
+
+    def _record_chunk(self, session_id: str, modality: Modality, chunk: Chunk) -> None:
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.record_chunk(session_id, modality, chunk)
 
     def _on_result(self, window: Window, result: InferenceResult) -> None:
         spec = self.model.spec
@@ -150,10 +180,17 @@ class Engine:
         )
         window.trace.serialised = local_clock()
         prediction.latency_ms = window.trace.to_ms()
-        payload = prediction.to_json()
-        topic = pred_topic(window.session)
-        for publisher in self.publishers:
-            publisher.send(topic, payload)
+        message = prediction.to_message()
+        payloads: dict[Format, bytes] = {}
+        for publisher in self.publishers:  # each format is encoded once, whatever the number of publishers
+            fmt = publisher.format
+            payload = payloads.get(fmt)
+            if payload is None:
+                payload = payloads[fmt] = encode(message, fmt)
+            publisher.prediction(window.session, payload)
+        if self.recorder is not None:
+            self.recorder.record_prediction(prediction)
+        self.handoff_s.append(local_clock() - window.trace.serialised)
         self.predictions += 1
         if self.predictions == 1:
             self.first_prediction_at = local_clock()
@@ -162,26 +199,36 @@ class Engine:
 
     def _publish_status(self, session_id: str, state: str) -> None:
         session = self.sessions[session_id]
-        payload = json.dumps({
-            "schema": "rt_physio.status/1", "session": session_id, "state": state, "t_wall": time.time(),
-            "model": self.model.spec.name, "windows": session.windows_cut, "skipped": session.windows_skipped,
-            "missing": session.missing_counts, "dropped": self.executor.dropped,
-        }, separators=(",", ":")).encode()
+        message = {
+            "state": state, "t_wall": time.time(), "model": self.model.spec.name, "windows": session.windows_cut,
+            "skipped": session.windows_skipped, "missing": dict(session.missing_counts),
+            "dropped": self.executor.dropped,
+        }
         for publisher in self.publishers:
-            publisher.send(status_topic(session_id), payload)
+            publisher.status(session_id, message)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> None:
         """Warm the model up, start the executor and every session's sources."""
         self.started_at = local_clock()
-        first = next(iter(self.sessions.values()))
-        n_patches = first.n_patches
+        # Build the runner for every session shape now (traces / CUDA graphs), batch buckets included, so the
+        # first live windows do not pay for it.
         per_patch = round(self.model.spec.sfreq)
-        shapes: dict[Modality, tuple[int, ...]] = {
-            m: (s.source.info.n_channels, n_patches, per_patch) for m, s in first.streams.items()}
-        warm = self.executor.warm_up(shapes)
-        log.info("model %s on %s: %.1f ms per window after warm-up", self.model.spec.name, self.executor.device,
-                 1e3 * warm)
+        shapes: dict[tuple[tuple[Modality, tuple[int, ...]], ...], int] = {}
+        for session in self.sessions.values():
+            shape: tuple[tuple[Modality, tuple[int, ...]], ...] = tuple(
+                (m, (s.source.info.n_channels, session.n_patches, per_patch)) for m, s in session.streams.items())
+            shapes[shape] = shapes.get(shape, 0) + 1
+        for shape, count in shapes.items():
+            buckets = tuple(b for b in BUCKETS if b <= bucket_for(count, self.config.max_batch))
+            warm = self.executor.warm_up(dict(shape), batches=buckets)
+            log.info("model %s on %s (%s): %.1f ms per window after warm-up", self.model.spec.name,
+                     self.executor.device, self.executor.runner.name, 1e3 * warm)
+            # A modality that drops out changes the shape: build those too, or the first window without it would
+            # build a trace on the live path (seconds of GIL-heavy work that starves the acquisition threads).
+            for subset in itertools.combinations(shape, len(shape) - 1):
+                if subset:
+                    self.executor.warm_up(dict(subset), repeats=1)
         self.executor.start()
         for session_id, session in self.sessions.items():
             session.start()
@@ -214,8 +261,15 @@ class Engine:
         self._stop.set()
 
     def stop(self) -> None:
-        """Stop sources, finish queued windows, publish ``offline`` and close the sockets."""
+        """Shut down in order, losing nothing that can be saved (idempotent).
+
+        Stop the sources (no new data), let the executor finish the queued windows (their predictions are
+        published and recorded), publish ``offline``, flush and close every publisher, then finish the recording.
+        """
         self._stop.set()
+        if self._stopped:
+            return
+        self._stopped = True
         for session in self.sessions.values():
             session.stop()
         self.executor.stop()
@@ -230,4 +284,9 @@ class Engine:
             except Exception:
                 log.exception("error while stopping a source")
         for publisher in self.publishers:
-            publisher.close()
+            try:
+                publisher.close()
+            except Exception:
+                log.exception("error while closing a publisher")
+        if self.recorder is not None:
+            self.recorder.close()

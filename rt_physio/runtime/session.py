@@ -86,6 +86,7 @@ class ModalityStream:
 
 
 WindowSink = Callable[[Window], None]
+ChunkTap = Callable[[Modality, Chunk], None]
 
 
 class Session:
@@ -109,11 +110,15 @@ class Session:
         Seconds past a window's end after which a modality that has not caught up is left out.
     line_freqs : tuple of float
         Mains frequencies the quality score counts as interference.
+    on_chunk : callable, optional
+        Sees every raw chunk (modality, chunk) before processing, on the source's thread (the recorder's tap);
+        must not block and must not modify the chunk.
     """
 
     def __init__(self, session_id: str, streams: dict[Modality, ModalityStream], *, window_s: float,
                  hop_s: float, on_window: WindowSink, sfreq: float = 200.0, scale_uv: float = 100.0,
-                 missing_after: float = 1.0, line_freqs: tuple[float, ...] = (50.0, 60.0)) -> None:
+                 missing_after: float = 1.0, line_freqs: tuple[float, ...] = (50.0, 60.0),
+                 on_chunk: ChunkTap | None = None) -> None:
         if not streams:
             raise ValueError("A session needs at least one modality stream.")
         self.session_id = session_id
@@ -127,6 +132,7 @@ class Session:
         self.missing_after = missing_after
         self.line_freqs = line_freqs
         self._on_window = on_window
+        self._on_chunk = on_chunk
         self._lock = threading.Lock()
         self._next_end: float | None = None
         self._seq = 0
@@ -152,14 +158,18 @@ class Session:
         stream = self.streams[modality]
 
         def sink(chunk: Chunk) -> None:
-            with stream.lock:
-                stream.processor.push(chunk.data, chunk.timestamps)
-            stream.last_dsp_done = local_clock()
-            stream.last_received = chunk.received
-            stream.newest_raw = float(chunk.timestamps[-1])
-            if math.isnan(stream.first_timestamp):
-                stream.first_timestamp = float(chunk.timestamps[0])
-            self._advance(trigger=stream)
+            try:
+                with stream.lock:
+                    stream.processor.push(chunk.data, chunk.timestamps)
+                stream.last_dsp_done = local_clock()
+                stream.last_received = chunk.received
+                stream.newest_raw = float(chunk.timestamps[-1])
+                if math.isnan(stream.first_timestamp):
+                    stream.first_timestamp = float(chunk.timestamps[0])
+                self._advance(trigger=stream)
+            finally:  # after the window is cut (the tap adds no latency), and even when processing failed
+                if self._on_chunk is not None:
+                    self._on_chunk(modality, chunk)
 
         return sink
 

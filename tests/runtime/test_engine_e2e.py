@@ -71,6 +71,7 @@ def test_lsl_eeg_and_ecg_to_zmq(port: int) -> None:
     proc = subprocess.Popen(
         [RT_PHYSIO, "run", "--eeg", f"lsl:rtp-eeg-{uid}", "--ecg", f"lsl:rtp-ecg-{uid}", "--window", str(window),
          "--hop", str(hop), "--publish", f"zmq://127.0.0.1:{port}", "--device", "cpu", "--session", "lsl-e2e",
+         "--model", "untrained-demo",
          "--duration", "60"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -131,6 +132,10 @@ def test_default_run_uses_brainflow_synthetic_board(port: int) -> None:
         assert msg["modalities"] == ["eeg", "ecg"]
         # BrainFlow's wall-clock timestamps were mapped onto the engine clock: t_end is just before receipt
         assert -0.01 <= received - msg["t_end"] < hop
+        # the default model is the trained EEGMAT fusion model: no untrained warning
+        assert msg["model"]["name"] == "eegmat-fusion"
+        assert msg["model"]["trained"] is True
+        assert "warning" not in msg
     # the printed lines are the same predictions the subscriber got
-    printed = [line for line in out.splitlines() if line.startswith("[UNTRAINED] default #")]
+    printed = [line for line in out.splitlines() if line.startswith("default #")]
     assert len(printed) >= len(preds)
