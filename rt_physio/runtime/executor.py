@@ -206,7 +206,10 @@ class InferenceExecutor:
         windows = [w for w, _ in jobs]
         size = bucket_for(len(windows), self.max_batch) if self.runner.pads else len(windows)
         start = local_clock()
-        logits = self.runner(key, self._batch_tensors(key, windows, size))
+        batch = self._batch_tensors(key, windows, size)
+        for window in windows:
+            window.started.set()
+        logits = self.runner(key, batch)
         probs: NDArray[np.float32] = self._activation(logits[: len(windows)]).cpu().numpy()
         end = local_clock()
         self.batches += 1

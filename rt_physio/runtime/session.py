@@ -50,6 +50,7 @@ class Window:
     quality: dict[Modality, float] = field(default_factory=dict)
     quality_inputs: list[tuple[Modality, NDArray[np.float32], WindowCounts | None]] = field(default_factory=list)
     _quality_done: threading.Event = field(default_factory=threading.Event)
+    started: threading.Event = field(default_factory=threading.Event)
 
     @property
     def modalities(self) -> list[Modality]:
@@ -131,6 +132,7 @@ class Session:
         self.n_samples = round(window_s * sfreq)
         self.missing_after = missing_after
         self.line_freqs = line_freqs
+        self.quality_defer_s = 0.002
         self._on_window = on_window
         self._on_chunk = on_chunk
         self._lock = threading.Lock()
@@ -229,6 +231,9 @@ class Session:
                 ready.append(window)
         for window in ready:
             self._on_window(window)
+            # Score quality while the model runs, not while the executor thread is getting the window to it:
+            # both need the GIL, and the executor's few hundred microseconds of Python come first.
+            window.started.wait(self.quality_defer_s)
             window.score_quality(self.sfreq, self.line_freqs)
 
     def _gap_tolerance(self, stream: ModalityStream) -> float:
