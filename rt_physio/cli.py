@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where to publish, repeatable: zmq://HOST:PORT or mqtt://[USER@]HOST[:PORT][/PREFIX] "
                           "(password in $RT_PHYSIO_MQTT_PASSWORD), options ?format=msgpack, ?qos=1, ?tls=1&cafile=… "
                           "(default: zmq://127.0.0.1:5556)")
+    run.add_argument("--control", metavar="URL",
+                     help="accept control commands (JSON, e.g. {\"cmd\": \"ping\"}) on a ZeroMQ REP socket at "
+                          "zmq://HOST:PORT, e.g. zmq://127.0.0.1:5557; with an mqtt:// --publish URL, commands also "
+                          "arrive on <prefix>/<session>/control (default: no ZeroMQ control)")
     run.add_argument("--session", metavar="ID", help="session id used in topics (default: default)")
     run.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
     run.add_argument("--line-freq", type=float, choices=[50.0, 60.0], help="mains frequency to notch (default: 50)")
@@ -122,7 +126,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         "resolve_timeout_s": args.resolve_timeout, "insecure": args.insecure, "record": args.record,
         "threads": args.threads,
         "backend": args.backend, "precision": args.precision, "max_batch": args.max_batch,
-        "max_wait_ms": args.max_wait_ms,
+        "max_wait_ms": args.max_wait_ms, "control": args.control,
     }
     overrides = {k: v for k, v in options.items() if v is not None}
     if args.eeg is not None or args.ecg is not None or args.session is not None:
@@ -155,7 +159,8 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         note = " — UNTRAINED: outputs are random" if not model.trained else ""
         urls = ", ".join(config.publish)
         recording = f"; recording to {engine.recorder.path}" if engine.recorder is not None else ""
-        out.write(f"rt-physio {__version__}: model {model.name}{note}; publishing on {urls}{recording}; "
+        control = f"; commands on {config.control}" if config.control is not None else ""
+        out.write(f"rt-physio {__version__}: model {model.name}{note}; publishing on {urls}{control}{recording}; "
                   f"{len(config.sessions)} session(s); Ctrl-C to stop\n")
         out.flush()
         engine.run(config.duration_s)

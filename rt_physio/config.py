@@ -95,6 +95,7 @@ class EngineConfig:
     precision: str = "fp32"
     max_batch: int = 64
     max_wait_ms: float = 2.0
+    control: str | None = None  # zmq://HOST:PORT of the control REP server; None: no ZeroMQ control channel
 
     def __post_init__(self) -> None:
         if not self.sessions:
@@ -130,6 +131,13 @@ class EngineConfig:
             raise ConfigError(f"The 'max_batch' parameter must be in [1, 1024], got {self.max_batch}.")
         if not 0 <= self.max_wait_ms <= 1000:
             raise ConfigError(f"The 'max_wait_ms' parameter must be in [0, 1000] ms, got {self.max_wait_ms}.")
+        if self.control is not None and (not isinstance(self.control, str) or not self.control.startswith("zmq://")):
+            raise ConfigError(
+                f"The 'control' parameter must be a zmq://HOST:PORT URL, e.g. zmq://127.0.0.1:5557, got "
+                f"{self.control!r} (MQTT commands need no option: they use the --publish mqtt:// connection)."
+            )
+        if self.control is not None and self.control.split("?", 1)[0] in (u.split("?", 1)[0] for u in self.publish):
+            raise ConfigError(f"The 'control' URL {self.control!r} is also a --publish URL: give it its own port.")
 
 
 def _spec_or_none(value: Any, where: str) -> str | None:
@@ -145,13 +153,13 @@ def load_engine_config(path: Path, **overrides: Any) -> EngineConfig:
 
     Top-level keys mirror the ``rt-physio run`` options (``model``, ``device``, ``window``, ``hop``,
     ``publish``, ``duration``, ``line_freq``, ``missing_after``, ``resolve_timeout``, ``insecure``, ``record``,
-    ``threads``, ``backend``, ``precision``, ``max_batch``, ``max_wait_ms``);
+    ``threads``, ``backend``, ``precision``, ``max_batch``, ``max_wait_ms``, ``control``);
     each ``[[sessions]]`` table has ``id``, ``eeg`` and ``ecg``.
     """
     raw = load_toml(path)
     known = {"model", "device", "window", "hop", "publish", "duration", "line_freq", "missing_after",
              "resolve_timeout", "insecure", "record", "threads", "backend", "precision", "max_batch", "max_wait_ms",
-             "sessions"}
+             "control", "sessions"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; valid keys: {sorted(known)}.")

@@ -2,7 +2,9 @@
 
 Topics are ``<prefix>/<session>/pred`` (every prediction), ``<prefix>/<session>/state`` (the latest prediction,
 retained; MQTT only) and ``<prefix>/<session>/status`` (``online`` / ``offline``). The prefix is ``rt_physio``
-on ZeroMQ and the URL path on MQTT (default ``rt_physio``).
+on ZeroMQ and the URL path on MQTT (default ``rt_physio``). On MQTT, commands arrive on
+``<prefix>/<session>/control`` and are answered on ``<prefix>/<session>/control/reply`` (see
+:mod:`rt_physio.publish.control`).
 
 A publisher never blocks its caller: :meth:`Publisher.prediction` and :meth:`Publisher.status` hand the message
 to the publisher's own thread through a bounded queue and return.
@@ -12,14 +14,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
 from rt_physio.errors import ConfigError
 from rt_physio.publish.schema import FORMATS, Format
 
-__all__ = ["DEFAULT_PREFIX", "STATUS_SCHEMA_ID", "Publisher", "open_publisher", "pred_topic", "state_topic",
-           "status_topic"]
+if TYPE_CHECKING:
+    from rt_physio.publish.control import ControlHandler
+
+__all__ = ["DEFAULT_PREFIX", "STATUS_SCHEMA_ID", "Publisher", "control_reply_topic", "control_topic", "open_publisher",
+           "pred_topic", "state_topic", "status_topic"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,16 @@ def state_topic(session_id: str, prefix: str = DEFAULT_PREFIX) -> str:
 def status_topic(session_id: str, prefix: str = DEFAULT_PREFIX) -> str:
     """Topic of a session's ``online`` / ``offline`` status."""
     return f"{prefix}/{session_id}/status"
+
+
+def control_topic(session_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """Topic an MQTT client publishes a session's control commands to."""
+    return f"{prefix}/{session_id}/control"
+
+
+def control_reply_topic(session_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """Topic of the replies to a session's control commands (MQTT)."""
+    return f"{prefix}/{session_id}/control/reply"
 
 
 @runtime_checkable
@@ -69,8 +84,13 @@ class Publisher(Protocol):
         ...
 
 
-def open_publisher(url: str, session_ids: Sequence[str], *, insecure: bool = False) -> Publisher:
+def open_publisher(url: str, session_ids: Sequence[str], *, insecure: bool = False,
+                   on_control: ControlHandler | None = None) -> Publisher:
     """Create the publisher for ``url`` (``zmq://…``, ``mqtt://…`` or ``mqtts://…``).
+
+    ``on_control``, when given, answers the control commands an MQTT publisher receives on each session's
+    ``control`` topic. A ZeroMQ publisher ignores it: ZeroMQ commands go to the separate REP
+    :class:`~rt_physio.publish.control.ControlServer`.
 
     Construction reports what cannot work (a busy port, a refused password, a bad certificate) as a
     :class:`ConfigError` before the engine starts.
@@ -83,7 +103,7 @@ def open_publisher(url: str, session_ids: Sequence[str], *, insecure: bool = Fal
     if scheme in ("mqtt", "mqtts"):
         from rt_physio.publish.mqtt import MqttPublisher
 
-        return MqttPublisher(url, session_ids, insecure=insecure)
+        return MqttPublisher(url, session_ids, insecure=insecure, on_control=on_control)
     raise ConfigError(
         f"Unknown publish URL {url!r}: expected zmq://HOST:PORT or mqtt://[USER@]HOST:PORT[/PREFIX] "
         "(see rt-physio run --help)."

@@ -12,6 +12,9 @@ Topics, per session:
 ``<prefix>/<session>/status``  ``online`` (retained, QoS 1) on every connect; ``offline`` (retained, QoS 1) on a
                                clean shutdown and, as the connection's last will, when the engine dies or its
                                connection drops
+``<prefix>/<session>/control`` commands for the session (only with ``on_control``): subscribed at QoS 1 on every
+                               connect; retained messages are ignored, so a stale command never fires on reconnect
+``<prefix>/<session>/control/reply``  the reply to each command, QoS 1, not retained
 
 Each session has its own MQTT connection, because MQTT allows one last will per connection and every session's
 ``status`` must turn ``offline`` when the engine dies.
@@ -40,10 +43,10 @@ import random
 import ssl
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
@@ -53,6 +56,8 @@ from rt_physio.clock import local_clock
 from rt_physio.errors import ConfigError
 from rt_physio.publish.base import (
     DEFAULT_PREFIX,
+    control_reply_topic,
+    control_topic,
     parse_query,
     pred_topic,
     query_bool,
@@ -61,6 +66,7 @@ from rt_physio.publish.base import (
     state_topic,
     status_topic,
 )
+from rt_physio.publish.control import CommandError, ControlHandler, encode_reply, parse_session_command, run_command
 from rt_physio.publish.schema import Format
 from rt_physio.runtime.queues import DropOldestQueue
 
@@ -74,6 +80,7 @@ OFFLINE = b"offline"
 _OPTIONS = ("qos", "tls", "cafile", "format", "queue", "keepalive")
 # CONNACK codes meaning "these credentials will never work": MQTT 3.1.1 (4, 5) and MQTT 5 reason codes (134, 135)
 _AUTH_CODES = frozenset({4, 5, 134, 135})
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +168,7 @@ class _Link:
         self.first_attempt = threading.Event()
         self.first_error: BaseException | None = None
         self.down_since: float | None = None
+        self.control_errors = 0  # control messages that were not valid commands
 
 
 class _ConnectionLost(aiomqtt.MqttError):
@@ -220,10 +228,14 @@ class MqttPublisher:
         Seconds to wait at construction for the first connection attempts.
     backoff : (float, float)
         First and longest delay between reconnection attempts, seconds.
+    on_control : ControlHandler, optional
+        Answers the commands published to ``<prefix>/<session>/control``; called on the publisher's loop thread,
+        so it must return quickly. Without it the control topics are not subscribed.
     """
 
     def __init__(self, url: str, session_ids: Sequence[str], *, insecure: bool = False, password: str | None = None,
-                 connect_timeout: float = 5.0, backoff: tuple[float, float] = (0.5, 5.0)) -> None:
+                 connect_timeout: float = 5.0, backoff: tuple[float, float] = (0.5, 5.0),
+                 on_control: ControlHandler | None = None) -> None:
         self.url = parse_mqtt_url(url)
         if not session_ids:
             raise ValueError("MqttPublisher needs at least one session id.")
@@ -239,6 +251,7 @@ class MqttPublisher:
             log.info("%s is set but %s names no user: connecting without credentials", PASSWORD_ENV, self.url)
         self._tls_context = self._make_tls_context()
         self._backoff = backoff
+        self._on_control = on_control
         self._timeout = max(1.0, connect_timeout)
         self._links = {sid: _Link(sid, self.url.queue) for sid in session_ids}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -274,6 +287,11 @@ class MqttPublisher:
     def sent(self) -> int:
         """Predictions handed to the broker connection."""
         return sum(link.sent for link in self._links.values())
+
+    @property
+    def control_errors(self) -> int:
+        """Control messages answered with an error because they were not valid commands."""
+        return sum(link.control_errors for link in self._links.values())
 
     def prediction(self, session_id: str, payload: bytes) -> None:
         """Queue a prediction for ``pred`` and make it the retained ``state``; never blocks."""
@@ -445,8 +463,17 @@ class MqttPublisher:
                 link.down_since = None
             else:
                 log.info("mqtt %s: session %s connected", self.url, link.session_id)
+            control = None
+            if self._on_control is not None:  # subscribed before "online": once online shows, commands work
+                await self._subscribe_control(link, client)
+                control = asyncio.ensure_future(self._serve_control(link, client, self._on_control))
             await self._publish(client, status, ONLINE, qos=1, retain=True)
-            await self._pump(link, client)
+            try:
+                await self._pump(link, client)
+            finally:  # the receive loop lives and dies with this connection
+                if control is not None:
+                    control.cancel()
+                    await asyncio.wait({control})  # it catches its own errors; this only lets it finish
             # clean shutdown: a DISCONNECT suppresses the will, so say offline ourselves
             await self._publish(client, status, OFFLINE, qos=1, retain=True)
             link.connected = False
@@ -483,15 +510,58 @@ class MqttPublisher:
             await self._publish(client, state_topic(link.session_id, self.url.prefix), latest, qos=1, retain=True)
             link.state_sent = latest
 
+    async def _subscribe_control(self, link: _Link, client: aiomqtt.Client) -> None:
+        topic = control_topic(link.session_id, self.url.prefix)
+        granted = await self._until_lost(client, client.subscribe(topic, qos=1))
+        if any(getattr(code, "value", code) >= 128 for code in granted):  # SUBACK failure: e.g. an ACL forbids it
+            log.error("mqtt %s: broker refused the subscription to %s: commands for session %s will not arrive",
+                      self.url, topic, link.session_id)
+
+    async def _serve_control(self, link: _Link, client: aiomqtt.Client, handler: ControlHandler) -> None:
+        """Answer the session's control commands until the connection ends (runs beside the pump)."""
+        topic = control_topic(link.session_id, self.url.prefix)
+        reply_topic = control_reply_topic(link.session_id, self.url.prefix)
+        try:
+            async for message in client.messages:
+                if not message.topic.matches(topic):
+                    continue
+                if message.retain:  # kept by the broker from some earlier time, not a command sent now
+                    log.warning("mqtt %s: ignored a retained control message on %s; clear it with "
+                                "`mosquitto_pub -t %s -r -n` and send commands without the retain flag",
+                                self.url, topic, topic)
+                    continue
+                try:
+                    command = parse_session_command(bytes(message.payload), link.session_id)
+                except CommandError as exc:
+                    link.control_errors += 1
+                    log.warning("mqtt %s: bad control message on %s (%d so far): %s", self.url, topic,
+                                link.control_errors, exc)
+                    reply = {"ok": False, "error": str(exc), "session": link.session_id}
+                else:
+                    reply = run_command(handler, link.session_id, command)
+                await self._publish(client, reply_topic, encode_reply(reply), qos=1, retain=False)
+        except aiomqtt.MqttError:
+            pass  # the connection dropped: the pump sees it too and reconnects, which restarts this loop
+        except Exception:
+            log.exception("mqtt %s: session %s control loop failed; commands stop until the next reconnect",
+                          self.url, link.session_id)
+
     async def _publish(self, client: aiomqtt.Client, topic: str, payload: bytes, *, qos: int, retain: bool) -> None:
         """Publish, giving up as soon as the connection drops (aiomqtt would wait for its timeout)."""
+        await self._until_lost(client, client.publish(topic, payload, qos=qos, retain=retain))
+
+    async def _until_lost(self, client: aiomqtt.Client, request: Coroutine[Any, Any, _T]) -> _T:
+        """Await a publish or subscribe, raising :class:`_ConnectionLost` as soon as the connection drops."""
         disconnected = client._disconnected
-        task = asyncio.ensure_future(client.publish(topic, payload, qos=qos, retain=retain))
+        task = asyncio.ensure_future(request)
         either: set[asyncio.Future[Any]] = {task, disconnected}
-        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
         if task.done():
-            task.result()
-            return
+            return task.result()
         task.cancel()
         raise self._lost(client)
 

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from rt_physio.nn.registry import LoadedModel, load_model
 from rt_physio.nn.spec import ModelSpec
 from rt_physio.publish import base as topics
 from rt_physio.publish.base import Publisher, open_publisher
+from rt_physio.publish.control import ControlServer
 from rt_physio.publish.schema import Format, Prediction, encode
 from rt_physio.runtime.executor import InferenceExecutor, InferenceResult, resolve_device
 from rt_physio.runtime.runners import BUCKETS, bucket_for
@@ -93,6 +94,7 @@ class Engine:
         self._failures_reported: set[int] = set()
         self.publishers: list[Publisher] = []
         self.recorder: Recorder | None = None
+        self.control: ControlServer | None = None
         self.sessions: dict[str, Session] = {}
         self._stopped = False
         # seconds per prediction to encode it and hand it to every publisher and the recorder (after the trace's
@@ -101,7 +103,11 @@ class Engine:
         try:
             # Publishers first: a busy port or a refused MQTT password is reported before any device is opened.
             session_ids = [sc.session_id for sc in config.sessions]
-            self.publishers = [open_publisher(url, session_ids, insecure=config.insecure) for url in config.publish]
+            self.publishers = [open_publisher(url, session_ids, insecure=config.insecure,
+                                              on_control=self.handle_control) for url in config.publish]
+            if config.control is not None:
+                self.control = ControlServer(config.control, handler=self.handle_control, session_ids=session_ids,
+                                             insecure=config.insecure)
             for session_config in config.sessions:
                 self.sessions[session_config.session_id] = self._build_session(session_config)
             self.executor = InferenceExecutor(
@@ -207,6 +213,16 @@ class Engine:
         for publisher in self.publishers:
             publisher.status(session_id, message)
 
+    def handle_control(self, session_id: str, command: Mapping[str, Any]) -> dict[str, Any]:
+        """Carry out one control command for a session (called on a transport thread)."""
+        cmd = command.get("cmd")
+        if cmd == "ping":
+            return {"ok": True, "cmd": "ping"}
+        handler = getattr(self, "_control_" + str(cmd), None) if isinstance(cmd, str) and cmd.isidentifier() else None
+        if handler is None:
+            raise ValueError(f"unknown command {cmd!r}; known: ping, calibrate")
+        return handler(session_id, command)  # type: ignore[no-any-return]
+
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> None:
         """Warm the model up, start the executor and every session's sources."""
@@ -278,6 +294,11 @@ class Engine:
         self._close_all()
 
     def _close_all(self) -> None:
+        if self.control is not None:  # no commands while the sessions shut down
+            try:
+                self.control.close()
+            except Exception:
+                log.exception("error while closing the control server")
         for source in self._opened:
             try:
                 source.stop()
