@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="accept control commands (JSON, e.g. {\"cmd\": \"ping\"}) on a ZeroMQ REP socket at "
                           "zmq://HOST:PORT, e.g. zmq://127.0.0.1:5557; with an mqtt:// --publish URL, commands also "
                           "arrive on <prefix>/<session>/control (default: no ZeroMQ control)")
+    run.add_argument("--calibrate", type=_positive_float, metavar="S",
+                     help="treat the first S seconds of each session as the person's rest baseline (no outputs "
+                          "meanwhile), then centre the model's features on it; needs a model with a [calibration] "
+                          "table, e.g. eegmat-baseline (default: no calibration)")
     run.add_argument("--session", metavar="ID", help="session id used in topics (default: default)")
     run.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
     run.add_argument("--line-freq", type=float, choices=[50.0, 60.0], help="mains frequency to notch (default: 50)")
@@ -98,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
 def format_prediction(msg: dict[str, Any]) -> str:
     """One console line per prediction."""
     outputs = "  ".join(f"{name} {p:.3f}" for name, p in msg["outputs"].items())
+    if msg.get("calibrating"):
+        cal = msg.get("calibration", {})
+        outputs = f"calibrating {100 * cal.get('progress', 0.0):3.0f} % of {cal.get('seconds', 0):g} s"
+    elif msg.get("calibrated"):
+        outputs += "  (calibrated)"
     quality = " ".join(f"{m}:{q:.2f}" for m, q in msg["quality"].items())
     mods = "+".join(msg["modalities"])
     tag = "" if msg["model"]["trained"] else "[UNTRAINED] "
@@ -126,7 +135,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         "resolve_timeout_s": args.resolve_timeout, "insecure": args.insecure, "record": args.record,
         "threads": args.threads,
         "backend": args.backend, "precision": args.precision, "max_batch": args.max_batch,
-        "max_wait_ms": args.max_wait_ms, "control": args.control,
+        "max_wait_ms": args.max_wait_ms, "control": args.control, "calibrate_s": args.calibrate,
     }
     overrides = {k: v for k, v in options.items() if v is not None}
     if args.eeg is not None or args.ecg is not None or args.session is not None:

@@ -96,6 +96,7 @@ class EngineConfig:
     max_batch: int = 64
     max_wait_ms: float = 2.0
     control: str | None = None  # zmq://HOST:PORT of the control REP server; None: no ZeroMQ control channel
+    calibrate_s: float | None = None  # the first S seconds of each session are the person's baseline; None: none
 
     def __post_init__(self) -> None:
         if not self.sessions:
@@ -131,6 +132,9 @@ class EngineConfig:
             raise ConfigError(f"The 'max_batch' parameter must be in [1, 1024], got {self.max_batch}.")
         if not 0 <= self.max_wait_ms <= 1000:
             raise ConfigError(f"The 'max_wait_ms' parameter must be in [0, 1000] ms, got {self.max_wait_ms}.")
+        if self.calibrate_s is not None and not self.window_s <= self.calibrate_s <= 3600:
+            raise ConfigError(f"The 'calibrate' parameter must be between the window length ({self.window_s:g} s) and "
+                              f"3600 s, got {self.calibrate_s}.")
         if self.control is not None and (not isinstance(self.control, str) or not self.control.startswith("zmq://")):
             raise ConfigError(
                 f"The 'control' parameter must be a zmq://HOST:PORT URL, e.g. zmq://127.0.0.1:5557, got "
@@ -153,19 +157,19 @@ def load_engine_config(path: Path, **overrides: Any) -> EngineConfig:
 
     Top-level keys mirror the ``rt-physio run`` options (``model``, ``device``, ``window``, ``hop``,
     ``publish``, ``duration``, ``line_freq``, ``missing_after``, ``resolve_timeout``, ``insecure``, ``record``,
-    ``threads``, ``backend``, ``precision``, ``max_batch``, ``max_wait_ms``, ``control``);
+    ``threads``, ``backend``, ``precision``, ``max_batch``, ``max_wait_ms``, ``control``, ``calibrate``);
     each ``[[sessions]]`` table has ``id``, ``eeg`` and ``ecg``.
     """
     raw = load_toml(path)
     known = {"model", "device", "window", "hop", "publish", "duration", "line_freq", "missing_after",
              "resolve_timeout", "insecure", "record", "threads", "backend", "precision", "max_batch", "max_wait_ms",
-             "control", "sessions"}
+             "control", "calibrate", "sessions"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; valid keys: {sorted(known)}.")
     fields: dict[str, Any] = {}
     renames = {"window": "window_s", "hop": "hop_s", "duration": "duration_s", "missing_after": "missing_after_s",
-               "resolve_timeout": "resolve_timeout_s"}
+               "resolve_timeout": "resolve_timeout_s", "calibrate": "calibrate_s"}
     for key, value in raw.items():
         if key == "sessions":
             continue

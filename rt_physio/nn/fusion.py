@@ -51,6 +51,8 @@ class FusionModel(nn.Module):
         Hidden size of the head.
     dropout : float
         Dropout probability in the head.
+    calibrated_hidden : int | None
+        Hidden size of a second head that reads embeddings centred on the person's baseline (None: no such head).
 
     Notes
     -----
@@ -66,6 +68,7 @@ class FusionModel(nn.Module):
         n_outputs: int,
         hidden: int = 256,
         dropout: float = 0.1,
+        calibrated_hidden: int | None = None,
     ) -> None:
         super().__init__()
         if eeg_encoder is None and ecg_encoder is None:
@@ -83,12 +86,13 @@ class FusionModel(nn.Module):
         self.eeg_encoder = eeg_encoder
         self.ecg_encoder = ecg_encoder
         self.n_outputs = n_outputs
-        self.head = nn.Sequential(
-            nn.Linear(len(MODALITIES) * EMBED_DIM + len(MODALITIES), hidden),
-            nn.ELU(),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, n_outputs),
-        )
+        self.head = _mlp(hidden, dropout, n_outputs)
+        #: Head trained on embeddings centred on each person's baseline (see rt_physio.nn.calibration), or None.
+        self.calibrated_head: nn.Sequential | None = None
+        if calibrated_hidden is not None:
+            self.calibrated_head = _mlp(calibrated_hidden, dropout, n_outputs)
+            # population mean of the per-person baselines: stands in for a modality whose baseline is missing
+            self.register_buffer("calibration_fallback", torch.zeros(len(MODALITIES) * EMBED_DIM))
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -117,6 +121,33 @@ class FusionModel(nn.Module):
             No modality is usable (both inputs None, or only inputs for encoders the model lacks), or the two
             inputs have different batch sizes.
         """
+        feats, present = self.features(eeg, ecg)
+        return self.classify(feats, present)
+
+    @property
+    def feature_modality(self) -> Tensor:
+        """``(400,)`` long: the modality (0 eeg, 1 ecg) each feature of :meth:`features` belongs to."""
+        return torch.arange(len(MODALITIES)).repeat_interleave(EMBED_DIM)
+
+    def features(self, eeg: Tensor | None = None, ecg: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Pooled embeddings and presence flags: what the head reads, and what calibration centres.
+
+        Parameters
+        ----------
+        eeg, ecg : Tensor | None
+            As in :meth:`forward`.
+
+        Returns
+        -------
+        tuple[Tensor, Tensor]
+            ``(B, 400)`` embeddings ``[eeg (200), ecg (200)]`` (zeros for an absent modality) and ``(B, 2)``
+            float presence flags (eeg, ecg).
+
+        Raises
+        ------
+        ValueError
+            As in :meth:`forward`.
+        """
         pairs = ((eeg, self.eeg_encoder), (ecg, self.ecg_encoder))
         used = [(x, enc) if x is not None and enc is not None else None for x, enc in pairs]
         given = [u[0] for u in used if u is not None]
@@ -139,7 +170,23 @@ class FusionModel(nn.Module):
                 embs.append(enc(x).mean(dim=(1, 2)))  # (B, C, N, 200) -> (B, 200)
         # Fill kernels, not a host-to-device copy: keeps the forward capturable in a CUDA graph.
         flags = torch.cat([ref.new_full((bsz, 1), float(u is not None)) for u in used], dim=1)  # (B, 2)
-        return self.fuse(embs[0], embs[1], flags)
+        return torch.cat(embs, dim=1), flags
+
+    def classify(self, features: Tensor, present: Tensor, calibrated: bool = False) -> Tensor:
+        """Logits from :meth:`features` output; ``calibrated`` picks the head trained on centred embeddings.
+
+        Raises
+        ------
+        ValueError
+            ``calibrated`` is asked of a model without a calibrated head.
+        """
+        if calibrated:
+            if self.calibrated_head is None:
+                raise ValueError("This model has no calibrated head ([architecture.calibrated_head]).")
+            z = torch.cat((features, present.to(features.dtype)), dim=-1)
+            out: Tensor = self.calibrated_head(z)
+            return out
+        return self.fuse(features[:, :EMBED_DIM], features[:, EMBED_DIM:], present)
 
     def fuse(self, eeg_emb: Tensor, ecg_emb: Tensor, present: Tensor) -> Tensor:
         """Apply the head to pooled embeddings and per-row presence flags.
@@ -187,7 +234,8 @@ class FusionModel(nn.Module):
         """
         parsed = parse_architecture(arch, n_outputs)
         encoders = [None if cfg is None else CBraMod(**cfg) for cfg in parsed.encoders]
-        return cls(encoders[0], encoders[1], parsed.n_outputs, hidden=parsed.hidden, dropout=parsed.dropout)
+        return cls(encoders[0], encoders[1], parsed.n_outputs, hidden=parsed.hidden, dropout=parsed.dropout,
+                   calibrated_hidden=parsed.calibrated_hidden)
 
 
 @dataclass(frozen=True)
@@ -198,6 +246,7 @@ class FusionArchitecture:
     n_outputs: int
     hidden: int
     dropout: float
+    calibrated_hidden: int | None = None
 
 
 def parse_architecture(arch: Mapping[str, Any], n_outputs: int | None = None) -> FusionArchitecture:
@@ -210,9 +259,9 @@ def parse_architecture(arch: Mapping[str, Any], n_outputs: int | None = None) ->
     """
     if not isinstance(arch, Mapping):
         raise ValueError(f"architecture must be a table, got {type(arch).__name__}.")
-    unknown = sorted(set(arch) - {"type", "head", *MODALITIES})
+    unknown = sorted(set(arch) - {"type", "head", "calibrated_head", *MODALITIES})
     if unknown:
-        raise ValueError(f"architecture has unknown keys {unknown}; allowed: type, eeg, ecg, head.")
+        raise ValueError(f"architecture has unknown keys {unknown}; allowed: type, eeg, ecg, head, calibrated_head.")
     if arch.get("type") != "fusion":
         raise ValueError(f"architecture.type must be 'fusion', got {arch.get('type')!r}.")
     eeg, ecg = (_parse_encoder(arch[m], f"architecture.{m}") if m in arch else None for m in MODALITIES)
@@ -238,7 +287,22 @@ def parse_architecture(arch: Mapping[str, Any], n_outputs: int | None = None) ->
         n_outputs = declared
     elif declared is not None and declared != n_outputs:
         raise ValueError(f"architecture.head.n_outputs is {declared} but the model declares {n_outputs} outputs.")
-    return FusionArchitecture((eeg, ecg), n_outputs, hidden, float(dropout))
+    calibrated_hidden = None
+    if "calibrated_head" in arch:
+        cal = arch["calibrated_head"]
+        if not isinstance(cal, Mapping) or set(cal) != {"hidden"}:
+            raise ValueError(f"architecture.calibrated_head must be a table with one key, hidden; got {cal!r}.")
+        calibrated_hidden = _positive_int(cal["hidden"], "architecture.calibrated_head.hidden")
+    return FusionArchitecture((eeg, ecg), n_outputs, hidden, float(dropout), calibrated_hidden)
+
+
+def _mlp(hidden: int, dropout: float, n_outputs: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(len(MODALITIES) * EMBED_DIM + len(MODALITIES), hidden),
+        nn.ELU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, n_outputs),
+    )
 
 
 def _parse_encoder(cfg: object, where: str) -> dict[str, int]:

@@ -40,6 +40,7 @@ class Prediction:
     modalities: list[str]
     quality: dict[str, float]
     latency_ms: dict[str, float] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
 
     def to_message(self) -> dict[str, Any]:
         """Return the message as plain JSON-compatible types."""
@@ -56,6 +57,11 @@ class Prediction:
             "quality": {k: round(float(v), 4) for k, v in self.quality.items() if math.isfinite(v)},
             "latency_ms": {k: v for k, v in self.latency_ms.items() if math.isfinite(v)},
         }
+        if self.calibration is not None:
+            state = self.calibration.get("state")
+            msg["calibrating"] = state == "calibrating"
+            msg["calibrated"] = state == "calibrated"
+            msg["calibration"] = {k: v for k, v in self.calibration.items() if k != "state"}
         if not self.trained:
             msg["warning"] = UNTRAINED_WARNING
         return msg

@@ -11,6 +11,7 @@ forward pass.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -57,6 +58,8 @@ class BatchQueue(Generic[K, T]):
 
     def put(self, key: K, sender: str, item: T, t_ready: float) -> T | None:
         """Queue ``item`` (ready at engine time ``t_ready``) from ``sender``; return the item dropped, if any."""
+        if not math.isfinite(t_ready):  # an unstamped item waits from now (a NaN deadline would never pass)
+            t_ready = self._clock()
         with self._cond:
             dropped = None
             if self._count >= self._maxsize:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -114,6 +115,7 @@ class Engine:
                 self.model, self._on_result, device=config.device, threads=config.threads,
                 backend=config.backend, precision=config.precision,  # type: ignore[arg-type]  # validated
                 max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1e3)
+            self._setup_calibration()
             if config.record is not None:
                 self.recorder = self._make_recorder(config.record)
         except BaseException:
@@ -183,6 +185,7 @@ class Engine:
             session=window.session, seq=window.seq, t_start=window.t_start, t_end=window.t_end,
             t_wall=time.time(), outputs=result.probabilities, model_name=spec.name, model_sha256=self.model.sha256,
             trained=spec.trained, modalities=list(window.modalities), quality=quality,
+            calibration=result.calibration,
         )
         window.trace.serialised = local_clock()
         prediction.latency_ms = window.trace.to_ms()
@@ -222,6 +225,37 @@ class Engine:
         if handler is None:
             raise ValueError(f"unknown command {cmd!r}; known: ping, calibrate")
         return handler(session_id, command)  # type: ignore[no-any-return]
+
+    def _setup_calibration(self) -> None:
+        spec = self.model.spec
+        seconds = self.config.calibrate_s
+        if not self.executor.calibratable:
+            if seconds is not None:
+                raise ConfigError(f"--calibrate needs a model with a calibrated head ([calibration] in model.toml); "
+                                  f"{spec.name!r} has none. Try --model eegmat-baseline.")
+            return
+        if seconds is None and spec.calibration is not None and spec.calibration.expects:
+            log.warning("model %r is meant to run calibrated (it was trained on %g-s baselines); without "
+                        "--calibrate (or a calibrate control message) it uses its uncalibrated head", spec.name,
+                        spec.calibration.seconds)
+        for session_id in self.sessions:
+            calibration = self.executor.add_calibration(session_id, self.config.window_s)
+            if seconds is not None:
+                calibration.start(seconds)  # from the first window's start
+
+    def _control_calibrate(self, session_id: str, command: Mapping[str, Any]) -> dict[str, Any]:
+        """``{"cmd": "calibrate", "seconds": S}``: the next S seconds of the session are a new baseline."""
+        calibration = self.executor.calibrations.get(session_id)
+        if calibration is None:
+            raise ValueError(f"model {self.model.spec.name!r} cannot be calibrated (no [calibration] in its "
+                             "model.toml)")
+        spec_cal = self.model.spec.calibration
+        default = self.config.calibrate_s or (spec_cal.seconds if spec_cal is not None else 60.0)
+        seconds = command.get("seconds", default)
+        data_now = self.sessions[session_id].data_clock()
+        t0 = None if math.isnan(data_now) else data_now
+        calibration.start(seconds, t0)  # ValueError for a bad length: answered as an error
+        return {"ok": True, "cmd": "calibrate", "seconds": float(seconds), "t0": t0}
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> None:

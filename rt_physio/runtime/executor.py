@@ -3,7 +3,9 @@
 Sessions hand windows over with :meth:`InferenceExecutor.submit`, which never blocks. Windows of the same shape
 (modalities present, channels, patches) are batched (see :mod:`rt_physio.runtime.batching`); the batch runs on
 a runner (:mod:`rt_physio.runtime.runners`: a traced graph on the CPU, CUDA-graph replay on a GPU, eager as the
-fallback). Fixed-shape runners pad a batch up to its bucket by repeating its last real row; rows are
+fallback). A calibratable model (:mod:`rt_physio.nn.calibration`) runs in two halves: the runner computes its
+features, then its small head runs on each row, on features centred on the person's baseline for a calibrated
+session. Fixed-shape runners pad a batch up to its bucket by repeating its last real row; rows are
 independent in eval mode, so padding cannot change real rows (tested). When inference cannot keep up, the
 oldest waiting window is dropped, counted and logged — a stale estimate is worth less than a fresh one.
 """
@@ -16,15 +18,19 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from torch import nn
 
 from rt_physio.clock import local_clock
 from rt_physio.errors import ConfigError, ModelError
+from rt_physio.nn.calibration import as_numpy, is_calibratable
 from rt_physio.nn.registry import LoadedModel
 from rt_physio.runtime.batching import BatchQueue
+from rt_physio.runtime.calibration import CalibrationStep, SessionCalibration
 from rt_physio.runtime.runners import Backend, Precision, Runner, ShapeKey, bucket_for, make_runner
 from rt_physio.runtime.session import Window
 from rt_physio.sources.base import Modality
@@ -36,9 +42,27 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class InferenceResult:
-    """Probabilities for one window, one per model output name."""
+    """Probabilities for one window, one per model output name (none while the session is calibrating).
+
+    ``calibration`` is None for a session without calibration, else ``{"state": "calibrating" | "calibrated",
+    ...}`` with the baseline's length, progress or window count.
+    """
 
     probabilities: dict[str, float]
+    calibration: dict[str, Any] | None = None
+
+
+class _FeaturesOut(nn.Module):
+    """A calibratable model's feature half as one tensor ``(B, F + 2)``: features, then the presence flags."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.traceable = getattr(module, "traceable", True)
+
+    def forward(self, eeg: torch.Tensor | None = None, ecg: torch.Tensor | None = None) -> torch.Tensor:
+        feats, present = self.module.features(eeg, ecg)  # type: ignore[operator]  # a Calibratable
+        return torch.cat((feats, present.to(feats.dtype)), dim=1)
 
 
 ResultCallback = Callable[[Window, InferenceResult], None]
@@ -115,7 +139,12 @@ class InferenceExecutor:
         self.max_wait_s = max_wait_s
         self._threads = threads if threads is not None else max(1, (os.cpu_count() or 1) - 1)
         torch.set_num_threads(self._threads)
-        self.runner: Runner = make_runner(model.module, self.device, backend, precision)
+        # A calibratable model runs in two halves: the runner computes features (encoders: traced / CUDA graph),
+        # then the small head runs per row, on centred features for calibrated sessions.
+        self.calibratable = is_calibratable(model.module)
+        runner_module = _FeaturesOut(model.module) if self.calibratable else model.module
+        self.runner: Runner = make_runner(runner_module, self.device, backend, precision)
+        self.calibrations: dict[str, SessionCalibration] = {}
         self._activation = _ACTIVATIONS[model.spec.activation]
         self._on_result = on_result
         self._queue: BatchQueue[ShapeKey, tuple[Window, Future[InferenceResult]]] = BatchQueue(max_queue,
@@ -194,6 +223,48 @@ class InferenceExecutor:
                     if not future.cancelled():
                         future.set_exception(exc)
 
+    def _heads(self, windows: list[Window], out: torch.Tensor) -> tuple[NDArray[np.float32],
+                                                                        list[CalibrationStep | None]]:
+        """Run the head of a calibratable model per row: calibrated sessions on centred features."""
+        module = self.model.module
+        feats, present = out[:, :-2], out[:, -2:]
+        with torch.inference_mode():
+            probs: NDArray[np.float32] = self._activation(module.classify(feats, present, False)).cpu().numpy()
+        steps: list[CalibrationStep | None] = []
+        centred_rows: list[int] = []
+        centred: list[NDArray[np.float32]] = []
+        feats_np, present_np = as_numpy(feats), as_numpy(present)
+        for i, window in enumerate(windows):
+            cal = self.calibrations.get(window.session)
+            step = None if cal is None else cal.step(window.t_start, window.t_end, feats_np[i], present_np[i])
+            steps.append(step)
+            if step is not None and step.features is not None:
+                centred_rows.append(i)
+                centred.append(step.features)
+        if centred_rows:
+            x = torch.from_numpy(np.stack(centred)).to(out.device)
+            with torch.inference_mode():
+                cal_logits = module.classify(x, present[centred_rows], True)
+            probs[centred_rows] = self._activation(cal_logits).cpu().numpy()
+        return probs, steps
+
+    def add_calibration(self, session_id: str, window_s: float) -> SessionCalibration:
+        """Give a session a calibration state (before any window of it is submitted); returns it.
+
+        Raises
+        ------
+        ModelError
+            The model has no calibrated head.
+        """
+        if not self.calibratable:
+            raise ModelError(f"Model {self.model.spec.name!r} cannot be calibrated: it has no calibrated head "
+                             "([calibration] in its model.toml). Choose a calibratable model, e.g. eegmat-baseline.")
+        module = self.model.module
+        fallback = as_numpy(module.calibration_fallback)  # type: ignore[arg-type]  # checked by is_calibratable
+        cal = SessionCalibration(session_id, as_numpy(module.feature_modality).astype(np.int64), fallback, window_s)
+        self.calibrations[session_id] = cal
+        return cal
+
     def _batch_tensors(self, key: ShapeKey, windows: list[Window], size: int) -> list[torch.Tensor]:
         tensors = []
         for modality in key.modalities:
@@ -209,15 +280,21 @@ class InferenceExecutor:
         batch = self._batch_tensors(key, windows, size)
         for window in windows:
             window.started.set()
-        logits = self.runner(key, batch)
-        probs: NDArray[np.float32] = self._activation(logits[: len(windows)]).cpu().numpy()
+        out = self.runner(key, batch)[: len(windows)]
+        if self.calibratable:
+            probs, steps = self._heads(windows, out)
+        else:
+            probs, steps = self._activation(out).cpu().numpy(), [None] * len(windows)
         end = local_clock()
         self.batches += 1
         names = self.model.spec.outputs
-        for (window, future), row in zip(jobs, probs, strict=True):
+        for (window, future), row, step in zip(jobs, probs, steps, strict=True):
             window.trace.infer_start, window.trace.infer_end = start, end
             window.trace.batch_size = len(windows)
-            result = InferenceResult({name: float(p) for name, p in zip(names, row, strict=True)})
+            calibration = None if step is None else {"state": step.state, **(step.info or {})}
+            outputs = {} if step is not None and step.state == "calibrating" else {
+                name: float(p) for name, p in zip(names, row, strict=True)}
+            result = InferenceResult(outputs, calibration)
             self.completed += 1
             if not future.cancelled():
                 future.set_result(result)

@@ -169,6 +169,9 @@ class TracedRunner(_SpecialisingRunner):
         with torch.inference_mode(), warnings.catch_warnings():
             # shape checks in the model become constants in the trace: exactly what a per-shape trace wants
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
+            # torch 2.13 deprecates jit.trace in favour of torch.compile/export; neither is as fast to build for a
+            # per-shape specialisation on the live path, and the check against eager below guards the result
+            warnings.filterwarnings("ignore", message=".*torch.jit.trace.* is deprecated", category=DeprecationWarning)
             traced = torch.jit.trace(  # type: ignore[no-untyped-call]
                 _Positional(self.module, key.modalities), tuple(batch), check_trace=False)
 
@@ -220,7 +223,12 @@ class CudaGraphRunner(_SpecialisingRunner):
 
 def make_runner(module: nn.Module, device: torch.device, backend: Backend = "auto",
                 precision: Precision = "fp32") -> Runner:
-    """Pick a runner: ``auto`` is CUDA graphs on a GPU and a traced graph on the CPU."""
+    """Pick a runner: ``auto`` is CUDA graphs on a GPU and a traced graph on the CPU.
+
+    A module with ``traceable = False`` (numpy inside, e.g. the classical baseline) always runs eagerly.
+    """
+    if not getattr(module, "traceable", True):
+        backend = "eager"
     if backend == "auto":
         backend = "cuda-graph" if device.type == "cuda" else "traced"
     if backend == "traced" and precision != "fp32":

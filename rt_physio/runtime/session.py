@@ -183,6 +183,10 @@ class Session:
     # Timing decisions use the session's *data clock* (the newest sample timestamp of any modality), not the
     # wall clock: a modality is declared missing when the others' data have moved ``missing_after`` seconds past
     # the window, which is independent of delivery jitter and of how often anything polls.
+    def data_clock(self) -> float:
+        """Newest sample timestamp of any modality (engine clock; NaN before any data)."""
+        return self._data_clock()
+
     def _data_clock(self) -> float:
         newest = [s.processor.newest_timestamp for s in self.streams.values()]
         finite = [t for t in newest if not math.isnan(t)]

@@ -12,14 +12,19 @@ from rt_physio.nn import FusionModel, LoadedModel, load_model, save_model
 from tests.conftest import REPO_ROOT
 
 
-def make_tiny_model(folder: Path, n_layer: int = 2, seed: int = 0) -> LoadedModel:
+def make_tiny_model(folder: Path, n_layer: int = 2, seed: int = 0, calibrated: bool = False) -> LoadedModel:
     spec = tomllib.loads((REPO_ROOT / "models" / "untrained-demo" / "model.toml").read_text())
     spec["name"] = folder.name
     spec["description"] = "tiny random model for runtime tests"
     for modality in ("eeg", "ecg"):
         spec["architecture"][modality]["n_layer"] = n_layer
+    if calibrated:
+        spec["architecture"]["calibrated_head"] = {"hidden": 16}
+        spec["calibration"] = {"seconds": 60.0, "level": "embeddings", "expects": False}
     torch.manual_seed(seed)
     module = FusionModel.from_config(spec["architecture"])
+    if calibrated:  # a fallback that is not zero, so tests can tell it from "no centring"
+        module.calibration_fallback.copy_(torch.linspace(-1.0, 1.0, module.calibration_fallback.numel()))
     save_model(folder, module, spec, dtype=torch.float32)
     return load_model(folder)
 

@@ -13,7 +13,7 @@ from rt_physio.clock import local_clock
 from rt_physio.nn import LoadedModel
 from rt_physio.runtime.batching import BatchQueue
 from rt_physio.runtime.executor import InferenceExecutor, InferenceResult
-from rt_physio.runtime.runners import BUCKETS, ShapeKey, bucket_for, make_runner
+from rt_physio.runtime.runners import BUCKETS, ShapeKey, TracedRunner, bucket_for, make_runner
 from rt_physio.runtime.session import Window
 from rt_physio.runtime.tracing import Trace
 
@@ -70,6 +70,9 @@ def test_traced_runner_matches_eager(tiny_model: LoadedModel) -> None:
         for batch in (1, 4):
             xs = [torch.randn(batch, c, n, 200) * 0.3 for c, n in shapes]
             torch.testing.assert_close(traced(key, xs), eager(key, xs), atol=1e-4, rtol=0)
+    # every shape really was traced (a failed build falls back to eager, which would make this test vacuous)
+    assert isinstance(traced, TracedRunner)
+    assert traced._built and all(fn is not None for fn in traced._built.values())
 
 
 def test_different_shapes_are_never_mixed(tiny_model: LoadedModel) -> None:
