@@ -12,7 +12,7 @@ folder name is the model name.
     description = "..."                # optional
 
     [architecture]
-    type = "fusion"                    # rt_physio.nn.fusion.FusionModel
+    type = "fusion"                    # rt_physio.nn.fusion.FusionModel ("baseline": see below)
     [architecture.eeg]                 # omitted when the model has no EEG encoder; CBraMod arguments
     d_model = 200
     dim_feedforward = 800
@@ -54,6 +54,19 @@ folder name is the model name.
 
 ``weights.safetensors`` holds the :class:`~rt_physio.nn.fusion.FusionModel` state dict (``eeg_encoder.*``,
 ``ecg_encoder.*``, ``head.*``).
+
+A classical baseline (:class:`~rt_physio.nn.baseline.BaselineModel`: band powers, heart rate / HRV, logistic
+regression) has ``type = "baseline"`` and one table instead of the encoder tables::
+
+    [architecture]
+    type = "baseline"
+    [architecture.baseline]
+    eeg_channels = 20                  # features are per channel: inputs.eeg.channels must name all 20
+    ecg = true
+    bands = [1.0, 4.0, 8.0, 13.0, 30.0, 45.0]   # band edges in Hz: delta theta alpha beta gamma
+
+Its ``weights.safetensors`` holds the fitted parameters as plain tensors (``lr.<set>.mean|scale|coef|intercept``,
+``cal.<set>.*``, ``feature_modality``, ``calibration_fallback``).
 """
 
 from __future__ import annotations
@@ -73,15 +86,18 @@ from torch import Tensor
 from rt_physio.config import data_dirs
 from rt_physio.errors import ModelError
 from rt_physio.nn import _toml
+from rt_physio.nn.baseline import BaselineModel
 from rt_physio.nn.checkpoint import load_state_dict_checked, state_dict_mismatches
 from rt_physio.nn.fusion import FusionModel
 from rt_physio.nn.spec import MODEL_FILE, SCHEMA, WEIGHTS_FILE, ModelSpec, parse_spec, read_model_spec
 
-__all__ = ["LoadedModel", "list_models", "load_model", "resolve_model", "save_model"]
+__all__ = ["LoadedModel", "Model", "list_models", "load_model", "resolve_model", "save_model"]
 
 logger = logging.getLogger(__name__)
 #: Marks a pre-trained encoder folder (written by ``rt-physio train pretrain``); skipped by :func:`list_models`.
 ENCODER_META = "encoder.json"
+#: What a model folder holds: the deep fusion network or the classical baseline.
+Model = FusionModel | BaselineModel
 
 
 @dataclass(frozen=True)
@@ -92,14 +108,14 @@ class LoadedModel:
     ----------
     spec : ModelSpec
         What ``model.toml`` says.
-    module : FusionModel
+    module : FusionModel | BaselineModel
         The network, float32, in eval mode, on the requested device.
     sha256 : str
         sha256 of the ``weights.safetensors`` bytes that were loaded (goes into every prediction message).
     """
 
     spec: ModelSpec
-    module: FusionModel
+    module: Model
     sha256: str
 
     def activate(self, logits: Tensor) -> Tensor:
@@ -205,7 +221,7 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
 
 
 def save_model(
-    directory: str | Path, module: FusionModel, spec_fields: Mapping[str, Any], dtype: torch.dtype = torch.float16
+    directory: str | Path, module: Model, spec_fields: Mapping[str, Any], dtype: torch.dtype = torch.float16
 ) -> str:
     """Write ``model.toml`` and ``weights.safetensors`` into ``directory`` (created if needed).
 
@@ -213,7 +229,7 @@ def save_model(
     ----------
     directory : str | Path
         The model folder; its name is the model name.
-    module : FusionModel
+    module : FusionModel | BaselineModel
         The network; its state dict must match ``spec_fields["architecture"]``.
     spec_fields : Mapping[str, Any]
         The ``model.toml`` content (see the module docstring). ``schema`` and ``name`` may be omitted (they
@@ -287,9 +303,11 @@ def list_models() -> list[ModelSpec]:
     return [specs[name] for name in sorted(specs)]
 
 
-def _build(spec: ModelSpec) -> FusionModel:
+def _build(spec: ModelSpec) -> Model:
     # Shapes only: the weights come from the file, so skip random initialisation (and leave the global RNG alone).
     with torch.device("meta"):
+        if spec.architecture.get("type") == "baseline":
+            return BaselineModel.from_config(spec.architecture, n_outputs=len(spec.outputs), sfreq=spec.sfreq)
         return FusionModel.from_config(spec.architecture, n_outputs=len(spec.outputs))
 
 

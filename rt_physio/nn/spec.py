@@ -16,6 +16,7 @@ from typing import Any
 
 from rt_physio.config import load_toml
 from rt_physio.errors import ConfigError, ModelError
+from rt_physio.nn.baseline import parse_baseline_architecture
 from rt_physio.nn.cbramod import PATCH_SIZE
 from rt_physio.nn.fusion import MODALITIES, parse_architecture
 
@@ -79,7 +80,7 @@ class ModelSpec:
     description : str
         Free text.
     architecture : dict
-        The ``[architecture]`` table (see :meth:`FusionModel.from_config`).
+        The ``[architecture]`` table (see :meth:`FusionModel.from_config`, :meth:`BaselineModel.from_config`).
     sfreq : float
         Model input rate in Hz.
     window_s : float
@@ -186,8 +187,14 @@ def parse_spec(data: Mapping[str, Any], folder: Path) -> ModelSpec:
     activation = _get(outputs, "activation", str, where="outputs.activation")
     if activation not in ACTIVATIONS:
         raise ValueError(f"outputs.activation must be one of {list(ACTIVATIONS)}, got {activation!r}.")
-    parsed = parse_architecture(arch, n_outputs=len(names))
-    modalities = tuple(m for m, cfg in zip(MODALITIES, parsed.encoders, strict=True) if cfg is not None)
+    n_eeg_channels = None
+    if isinstance(arch, Mapping) and arch.get("type") == "baseline":
+        baseline = parse_baseline_architecture(arch, n_outputs=len(names))
+        modalities = baseline.modalities
+        n_eeg_channels = baseline.eeg_channels
+    else:
+        parsed = parse_architecture(arch, n_outputs=len(names))
+        modalities = tuple(m for m, cfg in zip(MODALITIES, parsed.encoders, strict=True) if cfg is not None)
 
     inputs = _get(data, "inputs", dict)
     sfreq = _positive_float(_get(inputs, "sfreq", float, where="inputs.sfreq"), "inputs.sfreq")
@@ -212,6 +219,9 @@ def parse_spec(data: Mapping[str, Any], folder: Path) -> ModelSpec:
         if not all(isinstance(c, str) and c for c in chans) or len(set(chans)) != len(chans):
             raise ValueError(f"inputs.{m}.channels must be a list of distinct channel names, got {chans!r}.")
         channels[m] = tuple(chans)
+        if m == "eeg" and n_eeg_channels is not None and len(chans) != n_eeg_channels:
+            raise ValueError(f"inputs.eeg.channels must name the {n_eeg_channels} EEG channels of a baseline model "
+                             f"(its features are per channel), got {len(chans)}: {chans!r}.")
         preprocessing[m] = _parse_preprocessing(_get(preprocessing_table, m, dict, where=f"preprocessing.{m}"), m)
 
     provenance = _get(data, "provenance", dict)

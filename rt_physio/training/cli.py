@@ -1,4 +1,4 @@
-"""``rt-physio train pretrain|finetune`` and ``rt-physio evaluate``: registered by :func:`register`."""
+"""``rt-physio train pretrain|finetune|baseline`` and ``rt-physio evaluate``: registered by :func:`register`."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _command_line() -> str:
 
 
 def register(sub: Any) -> None:
-    """Add the ``train`` (``pretrain``, ``finetune``) and ``evaluate`` subcommands to ``sub``."""
+    """Add the ``train`` (``pretrain``, ``finetune``, ``baseline``) and ``evaluate`` subcommands to ``sub``."""
     fmt = argparse.ArgumentDefaultsHelpFormatter
     train = sub.add_parser("train", help="pre-train encoders or fine-tune a model",
                            description="Self-supervised pre-training of an encoder, or fine-tuning of a model.")
@@ -127,6 +127,27 @@ def register(sub: Any) -> None:
     fin.add_argument("--no-progress", action="store_true", help="no progress bar")
     fin.set_defaults(handler=_cmd_finetune)
 
+    base = tsub.add_parser("baseline", help="train the classical baseline (band powers + HRV, logistic regression)",
+                           formatter_class=fmt,
+                           description="Welch band powers per EEG channel and heart rate / SDNN / RMSSD per ECG "
+                                       "window, one logistic regression per modality set; trained on EEGMAT "
+                                       "subjects 00-27, C selected on 28-31. Writes a model folder (model.toml + "
+                                       "weights.safetensors, no pickle).")
+    base.add_argument("--dataset", choices=["eegmat"], required=True)
+    base.add_argument("--data", required=True, type=Path, help="EEGMAT folder of EDFs")
+    base.add_argument("--out", required=True, type=Path, help="model folder to write (e.g. models/eegmat-baseline)")
+    base.add_argument("--calibrate", type=float, default=None, metavar="S",
+                      help="also fit a calibrated parameter set on features centred on each subject's first S "
+                           "seconds of rest (those windows are never trained on or scored)")
+    base.add_argument("--model", choices=["logreg"], default="logreg")
+    base.add_argument("--cv-json", type=Path, default=None, metavar="PATH",
+                      help="also run 4-subject-fold cross-validation over every subject found and write it here")
+    base.add_argument("--line-freq", type=float, default=50.0, help="mains frequency of the recordings (Hz)")
+    base.add_argument("--seed", type=int, default=0)
+    base.add_argument("--cache", type=Path, default=None, help="cache folder for preprocessed signals")
+    base.add_argument("--description", default="", help="model card description")
+    base.set_defaults(handler=_cmd_baseline)
+
     ev = sub.add_parser("evaluate", help="score a model on a labelled folder (every subject found)",
                         formatter_class=fmt,
                         description="Score a model on every subject of an EEGMAT-style folder of EDFs (or a "
@@ -197,6 +218,29 @@ def _cmd_finetune(args: argparse.Namespace, out: TextIO) -> int:
     result = finetune(cfg, on_epoch=show, progress=not args.no_progress)
     out.write(f"wrote {result.out} (epoch {result.best_epoch} selected, weights sha256 {result.sha256}, "
               f"{result.seconds:.0f} s)\n")
+    return 0
+
+
+def _cmd_baseline(args: argparse.Namespace, out: TextIO) -> int:
+    from rt_physio.training.train_baseline import BaselineConfig, train_baseline
+
+    cfg = BaselineConfig(
+        data=str(args.data), out=str(args.out), dataset=args.dataset, calibrate=args.calibrate, model=args.model,
+        cv_json=str(args.cv_json) if args.cv_json else None, seed=args.seed, line_freq=args.line_freq,
+        cache=str(args.cache) if args.cache else None, description=args.description, command=_command_line(),
+    )
+    result = train_baseline(cfg)
+    for kind, sets in result.validation.items():
+        for key, res in sets.items():
+            out.write(f"validation {kind:26s} {key:8s} n={res['n_windows']:<4d} bal-acc "
+                      f"{res['balanced_accuracy']:.4f}  auroc {res['auroc']:.4f}\n")
+    if result.cross_validation is not None:
+        for kind, sets in result.cross_validation["summary"].items():
+            for key, res in sets.items():
+                mean, sd = res["mean_over_folds"], res["sd_over_folds"]
+                out.write(f"cv {kind:26s} {key:8s} bal-acc {mean['balanced_accuracy']:.4f} ± "
+                          f"{sd['balanced_accuracy']:.4f}  auroc {mean['auroc']:.4f} ± {sd['auroc']:.4f}\n")
+    out.write(f"wrote {result.out} (weights sha256 {result.sha256}, {result.seconds:.0f} s)\n")
     return 0
 
 
