@@ -16,6 +16,7 @@ windows falls back to the model's ``calibration_fallback`` (the mean of the trai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -54,7 +55,8 @@ def is_calibratable(module: object) -> bool:
 
 def center_features(features: NDArray[np.floating], present: NDArray[np.floating],
                     feature_modality: NDArray[np.integer], baseline_mean: NDArray[np.floating],
-                    baseline_has: NDArray[np.bool_], fallback: NDArray[np.floating]) -> NDArray[np.float32]:
+                    baseline_has: NDArray[np.bool_] | Sequence[bool],
+                    fallback: NDArray[np.floating]) -> NDArray[np.floating]:
     """Subtract a person's baseline from their windows' features.
 
     Parameters
@@ -75,17 +77,31 @@ def center_features(features: NDArray[np.floating], present: NDArray[np.floating
     Returns
     -------
     ndarray
-        ``(B, F)`` float32: ``features - baseline`` on the blocks present in each window, unchanged elsewhere
-        (absent blocks stay as the model fills them, usually zeros).
+        ``(B, F)``, float32 for float32 features (float64 for float64): ``features - baseline`` on the blocks
+        present in each window, unchanged elsewhere (absent blocks stay as the model fills them, usually zeros).
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not fit together.
     """
-    feats = np.asarray(features, dtype=np.float32)
+    feats = np.asarray(features)
+    feats = feats.astype(np.result_type(feats.dtype, np.float32), copy=False)
     mod = np.asarray(feature_modality)
     has = np.asarray(baseline_has, dtype=bool)
-    centre = np.where(has[np.clip(mod, 0, N_MODALITIES - 1)], baseline_mean, fallback).astype(np.float32)
+    n_features = len(mod)
+    if (feats.ndim != 2 or feats.shape[1] != n_features or np.shape(present) != (feats.shape[0], N_MODALITIES)
+            or np.shape(baseline_mean) != (n_features,) or np.shape(fallback) != (n_features,)
+            or has.shape != (N_MODALITIES,)):
+        raise ValueError(f"center_features needs (B, {n_features}) features, (B, 2) flags, ({n_features},) baseline "
+                         f"and fallback and (2,) baseline_has; got {feats.shape}, {np.shape(present)}, "
+                         f"{np.shape(baseline_mean)}, {np.shape(fallback)} and {has.shape}.")
+    centre = np.where(has[np.clip(mod, 0, N_MODALITIES - 1)], baseline_mean, fallback).astype(feats.dtype)
     centre[mod < 0] = 0.0
     # (B, F): whether each feature's modality is present in each window
     active = np.asarray(present, dtype=bool)[:, np.clip(mod, 0, N_MODALITIES - 1)] & (mod >= 0)
-    return feats - np.where(active, centre, np.float32(0.0))
+    out: NDArray[np.floating] = feats - np.where(active, centre, feats.dtype.type(0.0))
+    return out
 
 
 class Baseline:
@@ -126,7 +142,7 @@ class Baseline:
         return (self._sum / counts).astype(np.float32), has
 
     def center(self, features: NDArray[np.floating], present: NDArray[np.floating],
-               fallback: NDArray[np.floating]) -> NDArray[np.float32]:
+               fallback: NDArray[np.floating]) -> NDArray[np.floating]:
         """Centre ``(B, F)`` features on this baseline (see :func:`center_features`)."""
         mean, has = self.mean()
         return center_features(features, present, self.feature_modality, mean, has, fallback)

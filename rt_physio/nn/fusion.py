@@ -24,6 +24,7 @@ __all__ = [
     "MODALITIES",
     "FusionArchitecture",
     "FusionModel",
+    "make_head",
     "parse_architecture",
 ]
 
@@ -86,11 +87,11 @@ class FusionModel(nn.Module):
         self.eeg_encoder = eeg_encoder
         self.ecg_encoder = ecg_encoder
         self.n_outputs = n_outputs
-        self.head = _mlp(hidden, dropout, n_outputs)
+        self.head = make_head(hidden, dropout, n_outputs)
         #: Head trained on embeddings centred on each person's baseline (see rt_physio.nn.calibration), or None.
         self.calibrated_head: nn.Sequential | None = None
         if calibrated_hidden is not None:
-            self.calibrated_head = _mlp(calibrated_hidden, dropout, n_outputs)
+            self.calibrated_head = make_head(calibrated_hidden, dropout, n_outputs)
             # population mean of the per-person baselines: stands in for a modality whose baseline is missing
             self.register_buffer("calibration_fallback", torch.zeros(len(MODALITIES) * EMBED_DIM))
 
@@ -296,7 +297,8 @@ def parse_architecture(arch: Mapping[str, Any], n_outputs: int | None = None) ->
     return FusionArchitecture((eeg, ecg), n_outputs, hidden, float(dropout), calibrated_hidden)
 
 
-def _mlp(hidden: int, dropout: float, n_outputs: int) -> nn.Sequential:
+def make_head(hidden: int, dropout: float, n_outputs: int) -> nn.Sequential:
+    """Build the fusion head: ``[eeg_emb, ecg_emb, flags] (402) -> hidden -> ELU -> dropout -> n_outputs``."""
     return nn.Sequential(
         nn.Linear(len(MODALITIES) * EMBED_DIM + len(MODALITIES), hidden),
         nn.ELU(),

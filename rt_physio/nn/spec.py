@@ -22,9 +22,11 @@ from rt_physio.nn.fusion import MODALITIES, parse_architecture
 
 __all__ = [
     "ACTIVATIONS",
+    "CALIBRATION_LEVELS",
     "MODEL_FILE",
     "SCHEMA",
     "WEIGHTS_FILE",
+    "CalibrationSpec",
     "ModelSpec",
     "Preprocessing",
     "parse_spec",
@@ -36,6 +38,8 @@ MODEL_FILE = "model.toml"
 WEIGHTS_FILE = "weights.safetensors"
 #: How logits become the published values.
 ACTIVATIONS = ("sigmoid", "softmax", "identity")
+#: What a calibrated model centres on each person's baseline: its hand-made features or its pooled embeddings.
+CALIBRATION_LEVELS = ("features", "embeddings")
 _TOP_KEYS = (
     "schema",
     "name",
@@ -45,6 +49,7 @@ _TOP_KEYS = (
     "inputs",
     "preprocessing",
     "outputs",
+    "calibration",
     "provenance",
 )
 
@@ -63,6 +68,26 @@ class Preprocessing:
 
     bandpass: tuple[float, float] | None
     notch: bool
+
+
+@dataclass(frozen=True)
+class CalibrationSpec:
+    """The ``[calibration]`` table: the model has a head trained on per-person centred features.
+
+    Attributes
+    ----------
+    seconds : float
+        Baseline length the calibrated head was trained with (the first ``seconds`` of each person's rest).
+    level : str
+        ``features`` (hand-made features) or ``embeddings`` (pooled encoder embeddings); see
+        :data:`CALIBRATION_LEVELS`.
+    expects : bool
+        True when the model is meant to run calibrated (``rt-physio run`` warns without ``--calibrate``).
+    """
+
+    seconds: float
+    level: str
+    expects: bool
 
 
 @dataclass(frozen=True)
@@ -101,6 +126,8 @@ class ModelSpec:
         One of :data:`ACTIVATIONS`.
     provenance : dict
         The ``[provenance]`` table (seed, data, command, ``weights_dtype``, ``weights_sha256``, ...).
+    calibration : CalibrationSpec | None
+        The ``[calibration]`` table, or None for a model without a calibrated head.
     """
 
     name: str
@@ -118,6 +145,7 @@ class ModelSpec:
     outputs: tuple[str, ...]
     activation: str
     provenance: dict[str, Any] = field(hash=False)
+    calibration: CalibrationSpec | None = None
 
     @property
     def weights_sha256(self) -> str:
@@ -224,6 +252,7 @@ def parse_spec(data: Mapping[str, Any], folder: Path) -> ModelSpec:
                              f"(its features are per channel), got {len(chans)}: {chans!r}.")
         preprocessing[m] = _parse_preprocessing(_get(preprocessing_table, m, dict, where=f"preprocessing.{m}"), m)
 
+    calibration = _parse_calibration(data["calibration"]) if "calibration" in data else None
     provenance = _get(data, "provenance", dict)
     digest = _get(provenance, "weights_sha256", str, where="provenance.weights_sha256")
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
@@ -244,7 +273,19 @@ def parse_spec(data: Mapping[str, Any], folder: Path) -> ModelSpec:
         outputs=tuple(names),
         activation=activation,
         provenance=copy.deepcopy(dict(provenance)),
+        calibration=calibration,
     )
+
+
+def _parse_calibration(table: object) -> CalibrationSpec:
+    if not isinstance(table, Mapping):
+        raise ValueError(f"calibration must be a table, got {type(table).__name__}.")
+    _no_unknown(table, ("seconds", "level", "expects"), "calibration")
+    seconds = _positive_float(_get(table, "seconds", float, where="calibration.seconds"), "calibration.seconds")
+    level = _get(table, "level", str, where="calibration.level")
+    if level not in CALIBRATION_LEVELS:
+        raise ValueError(f"calibration.level must be one of {list(CALIBRATION_LEVELS)}, got {level!r}.")
+    return CalibrationSpec(seconds, level, _get(table, "expects", bool, where="calibration.expects"))
 
 
 def _parse_preprocessing(table: Mapping[str, Any], m: str) -> Preprocessing:

@@ -117,8 +117,8 @@ class SessionCalibration:
         if self._active is None:
             return CalibrationStep("off")
         mean, has = self._active
-        centred = center_features(np.atleast_2d(features), np.atleast_2d(present), self.feature_modality, mean, has,
-                                  self.fallback)[0]
+        centred = center_features(np.atleast_2d(features).astype(np.float32), np.atleast_2d(present),
+                                  self.feature_modality, mean, has, self.fallback)[0].astype(np.float32, copy=False)
         return CalibrationStep("calibrated", centred, info={"seconds": self._seconds, "windows": self._active_windows,
                                                            "t0": round(self._t0, 6)})
 

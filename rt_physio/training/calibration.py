@@ -9,7 +9,8 @@ is centred on a population fallback instead (the mean over training subjects of 
 * :func:`baseline_mask` — which windows of a :class:`~rt_physio.training.datasets.base.WindowDataset` are
   calibration windows.
 * :func:`baseline_statistics` — the baseline mean per feature and which modality blocks it covers.
-* :func:`center_features` — centre features on a baseline (or the fallback).
+* :func:`center_features` — centre features on a baseline (or the fallback); the engine's own function
+  (:mod:`rt_physio.nn.calibration`), so training, evaluation and live sessions centre identically.
 * :func:`center_by_subject` — the three above for every subject of a dataset at once.
 * :func:`population_fallback` — the fallback: the mean over subjects of their baseline means.
 
@@ -24,6 +25,8 @@ from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+
+from rt_physio.nn.calibration import center_features
 
 __all__ = [
     "REST_CONDITIONS",
@@ -103,49 +106,6 @@ def baseline_statistics(feats: NDArray[np.floating], present: NDArray[np.floatin
         if has[m]:
             mean[cols] = feats[flags[:, m]][:, cols].mean(axis=0)
     return mean, has
-
-
-def center_features(feats: NDArray[np.floating], present: NDArray[np.floating] | NDArray[np.bool_],
-                    feature_modality: NDArray[np.integer], baseline_mean: NDArray[np.floating],
-                    baseline_has: NDArray[np.bool_] | Sequence[bool],
-                    fallback: NDArray[np.floating]) -> NDArray[np.float64]:
-    """Centre one subject's (session's) features on its baseline.
-
-    Parameters
-    ----------
-    feats : ndarray, shape (n, F)
-        Features of windows of one subject.
-    present : ndarray, shape (n, 2)
-        Presence flags (eeg, ecg).
-    feature_modality : ndarray of int, shape (F,)
-        Block of each feature (0 EEG, 1 ECG, -1 never centred).
-    baseline_mean : ndarray, shape (F,)
-        From :func:`baseline_statistics` on that subject's calibration windows.
-    baseline_has : ndarray of bool, shape (2,)
-        Which blocks the baseline covers; for the others ``fallback`` is subtracted.
-    fallback : ndarray, shape (F,)
-        Population baseline (the model's ``calibration_fallback``).
-
-    Returns
-    -------
-    ndarray of float64, shape (n, F)
-        ``feats - reference`` on each present block of each row; absent blocks and ``-1`` features unchanged.
-    """
-    x, flags, modality = _check(feats, present, feature_modality)
-    n_features = x.shape[1]
-    mean = np.asarray(baseline_mean, dtype=np.float64)
-    ref_pop = np.asarray(fallback, dtype=np.float64)
-    has = np.asarray(baseline_has, dtype=bool)
-    if mean.shape != (n_features,) or ref_pop.shape != (n_features,) or has.shape != (flags.shape[1],):
-        raise ValueError(f"baseline_mean and fallback must have shape ({n_features},) and baseline_has "
-                         f"({flags.shape[1]},); got {mean.shape}, {ref_pop.shape} and {has.shape}.")
-    out = x.copy()
-    for m in range(flags.shape[1]):
-        cols = modality == m
-        reference = mean[cols] if has[m] else ref_pop[cols]
-        rows = flags[:, m]
-        out[np.ix_(rows, cols)] -= reference
-    return out
 
 
 def center_by_subject(feats: NDArray[np.floating], present: NDArray[np.floating] | NDArray[np.bool_],

@@ -148,6 +148,22 @@ def register(sub: Any) -> None:
     base.add_argument("--description", default="", help="model card description")
     base.set_defaults(handler=_cmd_baseline)
 
+    cal = tsub.add_parser("calibrate-head", help="add a calibrated head to a trained fusion model",
+                          formatter_class=fmt,
+                          description="Keep a fusion model's encoders; centre each subject's pooled embeddings on "
+                                      "its first S s of rest and train a second head on them (EEGMAT subjects "
+                                      "00-27, epoch selected on 28-31). Writes a new model folder that rt-physio "
+                                      "run --calibrate S uses.")
+    cal.add_argument("--model", required=True, metavar="NAME|PATH", help="trained fusion model")
+    cal.add_argument("--data", required=True, type=Path, help="EEGMAT folder of EDFs")
+    cal.add_argument("--out", required=True, type=Path, help="model folder to write")
+    cal.add_argument("--calibrate", type=float, default=60.0, metavar="S", help="baseline length (s of rest)")
+    cal.add_argument("--hidden", type=int, default=129, help="hidden units of the calibrated head")
+    cal.add_argument("--epochs", type=int, default=150)
+    cal.add_argument("--seed", type=int, default=0)
+    cal.add_argument("--cache", type=Path, default=None, help="cache folder for preprocessed signals")
+    cal.set_defaults(handler=_cmd_calibrate_head)
+
     ev = sub.add_parser("evaluate", help="score a model on a labelled folder (every subject found)",
                         formatter_class=fmt,
                         description="Score a model on every subject of an EEGMAT-style folder of EDFs (or a "
@@ -167,6 +183,12 @@ def register(sub: Any) -> None:
     ev.add_argument("--threads", type=int, default=None)
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--cache", type=Path, default=None)
+    ev.add_argument("--calibrate", type=float, default=None, metavar="S",
+                    help="each subject's first S s of rest are its baseline (never scored); the other windows are "
+                         "centred on it and scored by the model's calibrated head, as rt-physio run --calibrate S")
+    ev.add_argument("--skip-baseline", type=float, default=None, metavar="S",
+                    help="score without calibration but on the same windows as --calibrate S (the first S s of "
+                         "each rest recording left out)")
     ev.set_defaults(handler=_cmd_evaluate)
 
 
@@ -221,6 +243,19 @@ def _cmd_finetune(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _cmd_calibrate_head(args: argparse.Namespace, out: TextIO) -> int:
+    from rt_physio.training.calibrated_head import train_calibrated_head
+
+    result, sha256 = train_calibrated_head(args.model, args.data, args.out, seconds=args.calibrate,
+                                           hidden=args.hidden, epochs=args.epochs, seed=args.seed, cache=args.cache,
+                                           command=_command_line())
+    for key, res in result.validation.items():
+        out.write(f"validation calibrated {key:8s} n={res['n_windows']:<4d} bal-acc {res['balanced_accuracy']:.4f}  "
+                  f"auroc {res['auroc']:.4f}\n")
+    out.write(f"wrote {args.out} (epoch {result.epoch}, weights sha256 {sha256})\n")
+    return 0
+
+
 def _cmd_baseline(args: argparse.Namespace, out: TextIO) -> int:
     from rt_physio.training.train_baseline import BaselineConfig, train_baseline
 
@@ -253,6 +288,7 @@ def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
         args.model, args.data, modality_sets=args.modalities, dataset=args.dataset, subjects=args.subjects,
         threshold=args.threshold, label_threshold=args.label_threshold, line_freq=args.line_freq,
         batch_size=args.batch_size, threads=args.threads, device=args.device, cache=args.cache,
+        calibrate=args.calibrate, skip_baseline=args.skip_baseline,
     )
     from rt_physio.training.metrics import json_safe
 

@@ -89,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="probability threshold (chosen on validation data) that becomes 0.5 for EEG + ECG rows")
     args = parser.parse_args(argv)
     loaded = load_model(args.src)
+    if not isinstance(loaded.module, FusionModel):
+        parser.error(f"{args.src}: not a fusion model")
     delta = threshold_to_offset(args.fusion_threshold)
     model = offset_fusion_logit(loaded.module, delta)
     fields = load_toml(loaded.spec.model_file)

@@ -10,6 +10,13 @@ scored on what it has.
 The report maps each modality set (``"eeg,ecg"``, ``"eeg"``, ``"ecg"``) to ``n_windows``,
 ``balanced_accuracy``, ``f1``, ``auroc``, ``auc_pr`` (over all windows pooled) and ``per_subject`` (the same
 metrics per subject), plus ``subjects``, ``model``, ``weights_sha256`` and ``threshold``.
+
+Models that split into features and a head (:mod:`rt_physio.nn.calibration`: the classical baseline, a
+fusion model with a calibrated head) are scored through that split. With ``calibrate=S`` each subject's first
+``S`` seconds of rest are its baseline, exactly as ``rt-physio run --calibrate S`` does live: those windows are
+never scored, every other window's features are centred on the baseline and read by the calibrated head. The
+report then says ``calibration: {"seconds", "baseline_windows"}``; compare it with an uncalibrated run on the
+same windows through ``skip_baseline=S``.
 """
 
 from __future__ import annotations
@@ -20,10 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from numpy.typing import NDArray
 
 from rt_physio.errors import ConfigError, ModelError
-from rt_physio.nn.fusion import MODALITIES
+from rt_physio.nn.calibration import Calibratable, is_calibratable
+from rt_physio.nn.fusion import MODALITIES, FusionModel
 from rt_physio.nn.registry import LoadedModel, load_model
+from rt_physio.training.calibration import baseline_mask, center_by_subject
 from rt_physio.training.common import predict_proba, set_threads
 from rt_physio.training.datasets.base import (
     DatasetError,
@@ -36,7 +47,7 @@ from rt_physio.training.datasets.base import (
 )
 from rt_physio.training.metrics import METRIC_NAMES, binary_metrics
 
-__all__ = ["evaluate", "evaluate_loaded", "load_labelled", "select_channels"]
+__all__ = ["evaluate", "evaluate_loaded", "load_labelled", "select_channels", "window_features"]
 
 
 def select_channels(recordings: Sequence[Recording], channels: dict[str, tuple[str, ...]]) -> list[Recording]:
@@ -96,7 +107,8 @@ def load_labelled(dataset: str, data: Path, subjects: Sequence[str] | None, labe
 def evaluate(model: str | Path, data: str | Path, *, modality_sets: Sequence[Sequence[str]] | None = None,
              dataset: str = "eegmat", subjects: Sequence[str] | None = None, threshold: float = 0.5,
              label_threshold: float = 3.0, line_freq: float | None = None, batch_size: int = 64,
-             threads: int | None = None, device: str = "cpu", cache: Path | None = None) -> dict[str, Any]:
+             threads: int | None = None, device: str = "cpu", cache: Path | None = None,
+             calibrate: float | None = None, skip_baseline: float | None = None) -> dict[str, Any]:
     """Load ``model`` and score it on every subject of ``data`` (see the module docstring for the report).
 
     Raises
@@ -123,7 +135,8 @@ def evaluate(model: str | Path, data: str | Path, *, modality_sets: Sequence[Seq
     recordings = select_channels(recordings, {m: loaded.spec.channels.get(m, ()) for m in needed})
     return evaluate_loaded(loaded, recordings, sets, line_freq=line_freq or data_line_freq, threshold=threshold,
                            batch_size=batch_size, device=device,
-                           cache=cache if cache is not None else default_cache_dir() / "prepared")
+                           cache=cache if cache is not None else default_cache_dir() / "prepared",
+                           calibrate=calibrate, skip_baseline=skip_baseline)
 
 
 def _default_sets(mods: Sequence[str]) -> list[tuple[str, ...]]:
@@ -133,9 +146,13 @@ def _default_sets(mods: Sequence[str]) -> list[tuple[str, ...]]:
 
 def evaluate_loaded(loaded: LoadedModel, recordings: Sequence[Recording], sets: Sequence[Sequence[str]], *,
                     line_freq: float, threshold: float = 0.5, batch_size: int = 64, device: str = "cpu",
-                    cache: Path | None = None) -> dict[str, Any]:
+                    cache: Path | None = None, calibrate: float | None = None,
+                    skip_baseline: float | None = None) -> dict[str, Any]:
     """Score an already loaded model on recordings (see :func:`evaluate`)."""
     spec = loaded.spec
+    if calibrate is not None and not is_calibratable(loaded.module):
+        raise ModelError(f"Model {spec.name!r} cannot be calibrated: it has no calibrated head ([calibration] in "
+                         "its model.toml).")
     label_names = sorted({k for r in recordings for k in r.labels})
     outputs = [name for name in spec.outputs if name in label_names]
     if not outputs:
@@ -150,9 +167,20 @@ def evaluate_loaded(loaded: LoadedModel, recordings: Sequence[Recording], sets: 
     col = {name: spec.outputs.index(name) for name in outputs}
     report: dict[str, Any] = {}
     subjects = sorted(set(windows.subjects.tolist()))
+    skip = calibrate if calibrate is not None else skip_baseline
+    is_base = baseline_mask(windows, skip) if skip is not None else np.zeros(len(windows), dtype=bool)
+    module = loaded.module
+    split = None
+    if isinstance(module, Calibratable) and (calibrate is not None or not isinstance(module, FusionModel)):
+        split = window_features(module, windows, batch_size=batch_size)
     for s in sets:
-        probs, scored = predict_proba(loaded.module, windows, s, batch_size=batch_size, device=device,
-                                      activation=spec.activation)
+        if split is None:
+            assert isinstance(module, FusionModel)
+            probs, scored = predict_proba(module, windows, s, batch_size=batch_size, device=device,
+                                          activation=spec.activation)
+        else:
+            probs, scored = _split_probs(loaded, windows, split, s, is_base, calibrate is not None)
+        scored = scored & ~is_base
         entry = _score(windows, probs, scored, outputs, col, threshold)
         entry["per_subject"] = {
             subj: _score(windows, probs, scored & (windows.subjects == subj), outputs, col, threshold)
@@ -160,8 +188,63 @@ def evaluate_loaded(loaded: LoadedModel, recordings: Sequence[Recording], sets: 
         }
         entry |= {"modalities": list(s), "subjects": subjects, "model": spec.name,
                   "weights_sha256": loaded.sha256, "threshold": threshold}
+        if skip is not None:
+            entry["calibration"] = {"seconds": skip, "calibrated": calibrate is not None,
+                                    "baseline_windows": int(is_base.sum())}
         report[",".join(s)] = entry
     return report
+
+
+def window_features(module: Calibratable, windows: WindowDataset, batch_size: int = 64
+                    ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    """Features ``(n, F)`` and presence flags ``(n, 2)`` of every window, each with the modalities it has."""
+    feats: NDArray[np.float32] | None = None
+    present = np.zeros((len(windows), len(MODALITIES)), dtype=bool)
+    with torch.inference_mode():
+        for start in range(0, len(windows), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(windows)))
+            batch = windows.batch(idx)
+            for pattern in {tuple(bool(v) for v in row) for row in batch.present}:
+                if not any(pattern):
+                    continue
+                rows = np.flatnonzero((batch.present == np.array(pattern)).all(axis=1))
+                kwargs = {m: torch.from_numpy(batch.inputs[m][rows]) if on and m in batch.inputs else None
+                          for m, on in zip(MODALITIES, pattern, strict=True)}
+                f, p = module.features(**kwargs)
+                if feats is None:
+                    feats = np.zeros((len(windows), f.shape[1]), dtype=np.float32)
+                feats[idx[rows]] = f.float().numpy()
+                present[idx[rows]] = p.numpy() > 0
+    if feats is None:
+        raise DatasetError("No window has any modality the model reads.")
+    return feats, present
+
+
+def _split_probs(loaded: LoadedModel, windows: WindowDataset, split: tuple[NDArray[np.float32], NDArray[np.bool_]],
+                 modalities: Sequence[str], is_base: NDArray[np.bool_], calibrated: bool
+                 ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Probabilities through features → (centring) → head, using only ``modalities``."""
+    module = loaded.module
+    assert isinstance(module, Calibratable)
+    feats, present = split
+    feature_modality = module.feature_modality.numpy()
+    keep = np.array([m in modalities for m in MODALITIES])
+    flags = present & keep[None, :]
+    x = feats.copy()
+    absent = ~flags[:, np.clip(feature_modality, 0, len(MODALITIES) - 1)] & (feature_modality >= 0)[None, :]
+    x[absent] = 0.0  # what features() gives for a modality that is not there
+    if calibrated:
+        fallback = getattr(module, "calibration_fallback").numpy()  # noqa: B009  # is_calibratable checked it
+        centred, _ = center_by_subject(x, flags, windows.subjects, is_base, feature_modality, fallback)
+        x = centred.astype(np.float32)
+    scored = flags.any(axis=1)
+    probs = np.full((len(windows), len(loaded.spec.outputs)), np.nan)
+    rows = np.flatnonzero(scored)
+    with torch.inference_mode():
+        logits = module.classify(torch.from_numpy(x[rows].astype(np.float32)),
+                                 torch.from_numpy(flags[rows].astype(np.float32)), calibrated)
+        probs[rows] = loaded.activate(logits).double().numpy()
+    return probs, scored
 
 
 def _score(windows: WindowDataset, probs: np.ndarray, scored: np.ndarray, outputs: Sequence[str],
