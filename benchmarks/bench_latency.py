@@ -44,6 +44,9 @@ def main() -> None:
                   "|---|---|---|---|---|---|\n")
         for name in ("chunk", "hop", "sessions"):
             for value, r in sw[name].items():
+                if "failed" in r:
+                    table += f"| {name} | {value} | engine failed | | | |\n"
+                    continue
                 table += (f"| {name} | {value} | {r['e2e_ms']['p50']:.1f} | {r['e2e_ms']['p99']:.1f} | "
                           f"{r['added_ms']['p50']:.2f} | {r['added_ms']['p99']:.2f} |\n")
     print(table)
