@@ -1,0 +1,118 @@
+"""Subject-fold cross-validation of the deep fusion recipe, uncalibrated and calibrated.
+
+``python -m rt_physio.training.crossval --data ../shared/data/eegmat --out runs/cv-fusion --json OUT``
+
+For each fold of ``fold_size`` consecutive subjects (held out): fine-tune a fusion model on the remaining
+subjects except the last ``fold_size`` of them, which select the epoch (:func:`rt_physio.training.finetune`);
+add a calibrated head on the same split (:func:`rt_physio.training.calibrated_head.train_calibrated_head`);
+score the held-out fold uncalibrated (without its baseline minute, ``skip_baseline``) and calibrated
+(``calibrate``) with :func:`rt_physio.training.evaluate.evaluate`. The held-out subjects never choose anything.
+Folds already written under ``--out`` are reused, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rt_physio.training.metrics import json_safe
+
+__all__ = ["crossval_fusion", "main"]
+
+log = logging.getLogger(__name__)
+
+_METRICS = ("balanced_accuracy", "auroc", "f1", "auc_pr")
+
+
+def crossval_fusion(data: str | Path, out: str | Path, *, fold_size: int = 4, epochs: int = 6,
+                    calibrate: float = 60.0, seed: int = 0, threads: int | None = None,
+                    cache: Path | None = None, **finetune_options: Any) -> dict[str, Any]:
+    """Run the cross-validation described in the module docstring; returns the report (per fold and summary).
+
+    ``finetune_options`` go to :class:`~rt_physio.training.finetune.FinetuneConfig` (e.g. smaller encoders).
+    """
+    from rt_physio.nn.registry import load_model
+    from rt_physio.training.calibrated_head import train_calibrated_head
+    from rt_physio.training.datasets.eegmat import find_eegmat_files
+    from rt_physio.training.evaluate import evaluate
+    from rt_physio.training.finetune import FinetuneConfig, finetune
+    from rt_physio.training.splits import subject_folds
+
+    out = Path(out)
+    subjects = sorted({p.name.split("_")[0] for p in find_eegmat_files(data)})
+    folds = subject_folds(subjects, fold_size)
+    per_fold: list[dict[str, Any]] = []
+    for k, held in enumerate(folds):
+        rest = [s for s in subjects if s not in held]
+        train, val = rest[:-fold_size], rest[-fold_size:]
+        model_dir, cal_dir = out / f"fold{k}", out / f"fold{k}-calibrated"
+        if not (model_dir / "model.toml").is_file():
+            log.info("fold %d: fine-tuning on %d subjects, selecting on %s, holding out %s", k, len(train), val,
+                     list(held))
+            finetune(FinetuneConfig(dataset="eegmat", data=str(data), out=str(model_dir), epochs=epochs, seed=seed,
+                                    train_subjects=tuple(train), validation_subjects=tuple(val), threads=threads,
+                                    cache=str(cache) if cache else None, **finetune_options), progress=False)
+        if not (cal_dir / "model.toml").is_file():
+            train_calibrated_head(model_dir, data, cal_dir, seconds=calibrate, seed=seed, cache=cache,
+                                  train_subjects=train, val_subjects=val)
+        plain = evaluate(model_dir, data, subjects=list(held), skip_baseline=calibrate, threads=threads, cache=cache)
+        calibrated = evaluate(cal_dir, data, subjects=list(held), calibrate=calibrate, threads=threads, cache=cache)
+        per_fold.append({"held_out": list(held), "train": train, "selection": val,
+                         "weights_sha256": load_model(model_dir).sha256,
+                         "uncalibrated": _strip(plain), "calibrated": _strip(calibrated)})
+        log.info("fold %d: uncalibrated %s | calibrated %s", k, _brief(plain), _brief(calibrated))
+    summary: dict[str, Any] = {}
+    for kind in ("uncalibrated", "calibrated"):
+        summary[kind] = {}
+        for key in per_fold[0][kind]:
+            values = {m: [float(f[kind][key][m]) for f in per_fold] for m in _METRICS}
+            summary[kind][key] = {
+                "mean_over_folds": {m: float(np.nanmean(v)) for m, v in values.items()},
+                "sd_over_folds": {m: float(np.nanstd(v)) for m, v in values.items()},
+            }
+    return {"fold_size": fold_size, "n_folds": len(folds), "subjects": subjects, "epochs": epochs,
+            "calibrate_seconds": calibrate, "seed": seed, "summary": summary, "folds": per_fold}
+
+
+def _strip(report: dict[str, Any]) -> dict[str, Any]:
+    return {key: {m: entry[m] for m in (*_METRICS, "n_windows")} for key, entry in report.items()}
+
+
+def _brief(report: dict[str, Any]) -> str:
+    return " ".join(f"{k} {v['balanced_accuracy']:.3f}/{v['auroc']:.3f}" for k, v in report.items()
+                    if math.isfinite(float(v["auroc"])))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m rt_physio.training.crossval",
+                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--data", required=True, type=Path, help="EEGMAT folder of EDFs")
+    parser.add_argument("--out", required=True, type=Path, help="folder for the per-fold models")
+    parser.add_argument("--json", required=True, type=Path, help="report to write")
+    parser.add_argument("--fold-size", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--calibrate", type=float, default=60.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--cache", type=Path, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    report = crossval_fusion(args.data, args.out, fold_size=args.fold_size, epochs=args.epochs,
+                             calibrate=args.calibrate, seed=args.seed, threads=args.threads, cache=args.cache)
+    report["command"] = "python -m rt_physio.training.crossval " + " ".join(argv or [])
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(json_safe(report), indent=2) + "\n")
+    log.info("wrote %s", args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
