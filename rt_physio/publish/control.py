@@ -27,7 +27,7 @@ from typing import Any
 import zmq
 
 from rt_physio.errors import ConfigError
-from rt_physio.publish.zmq import ZmqUrl, parse_zmq_url
+from rt_physio.publish.zmq import ZmqUrl, bind_socket, parse_zmq_url
 
 __all__ = ["MAX_COMMAND_BYTES", "CommandError", "ControlHandler", "ControlServer", "encode_reply", "parse_command",
            "parse_session_command", "run_command"]
@@ -176,17 +176,10 @@ class ControlServer:
         self.handled = 0  # requests answered by the handler (ok or not)
         self.errors = 0  # requests answered without reaching the handler: malformed, unknown session
         self._stop = threading.Event()
-        self._sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.REP)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.MAXMSGSIZE, _RECEIVE_LIMIT)
-        try:
-            self._sock.bind(self.url.endpoint)
-        except zmq.ZMQError as exc:
-            self._sock.close(linger=0)
-            raise ConfigError(
-                f"Cannot bind the control server on {self.url.endpoint}: {exc.strerror}. Is another rt-physio "
-                "running, or is it the --publish port? Choose another port with --control zmq://127.0.0.1:PORT."
-            ) from exc
+        self._sock = bind_socket(zmq.REP, self.url.endpoint, {zmq.LINGER: 0, zmq.MAXMSGSIZE: _RECEIVE_LIMIT},
+                                 f"Cannot bind the control server on {self.url.endpoint}",
+                                 "Is another rt-physio running, or is it the --publish port? Choose another port with "
+                                 "--control zmq://127.0.0.1:PORT.")
         self._thread = threading.Thread(target=self._run, name=f"zmq-control-{self.url.port}", daemon=True)
         self._thread.start()
         log.info("control: accepting commands on %s for session(s) %s", self.url.endpoint, ", ".join(self._sessions))

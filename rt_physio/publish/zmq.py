@@ -81,6 +81,22 @@ def parse_zmq_url(url: str) -> ZmqUrl:
     return ZmqUrl(host=parts.hostname, port=port, hwm=hwm, format=query_format(url, options))
 
 
+def bind_socket(kind: int, endpoint: str, options: dict[int, int], failure: str, hint: str) -> zmq.Socket[bytes]:
+    """Create a socket of ``kind`` with ``options`` and bind it; a failed bind is a :class:`ConfigError`.
+
+    The message is ``"<failure>: <reason>. <hint>"``; the socket is closed before raising.
+    """
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(kind)
+    for option, value in options.items():
+        sock.setsockopt(option, value)
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close(linger=0)
+        raise ConfigError(f"{failure}: {exc.strerror}. {hint}") from exc
+    return sock
+
+
 class ZmqPublisher:
     """Publish ``[topic, payload]`` frames on a PUB socket from a dedicated thread.
 
@@ -102,17 +118,9 @@ class ZmqPublisher:
                 f"Refusing to publish on non-loopback address {self.url.host!r} without encryption: anyone on the "
                 "network could read the predictions. Bind 127.0.0.1, or pass --insecure to accept that."
             )
-        self._sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUB)
-        self._sock.setsockopt(zmq.SNDHWM, self.url.hwm)
-        self._sock.setsockopt(zmq.LINGER, 1000)
-        try:
-            self._sock.bind(self.url.endpoint)
-        except zmq.ZMQError as exc:
-            self._sock.close(linger=0)
-            raise ConfigError(
-                f"Cannot bind ZeroMQ publisher on {self.url.endpoint}: {exc.strerror}. Is another rt-physio "
-                "running? Choose another port with --publish zmq://127.0.0.1:PORT."
-            ) from exc
+        self._sock = bind_socket(zmq.PUB, self.url.endpoint, {zmq.SNDHWM: self.url.hwm, zmq.LINGER: 1000},
+                                 f"Cannot bind ZeroMQ publisher on {self.url.endpoint}",
+                                 "Is another rt-physio running? Choose another port with --publish zmq://127.0.0.1:PORT.")
         self._queue: DropOldestQueue[tuple[bytes, bytes]] = DropOldestQueue(queue_size)
         self._thread = threading.Thread(target=self._run, name=f"zmq-pub-{self.url.port}", daemon=True)
         self.sent = 0
