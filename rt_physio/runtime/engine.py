@@ -6,12 +6,16 @@ import functools
 import itertools
 import logging
 import math
+import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from rt_physio.clock import local_clock
 from rt_physio.config import EngineConfig, SessionConfig
@@ -32,7 +36,7 @@ from rt_physio.sources.spec import open_source
 if TYPE_CHECKING:
     from rt_physio.publish.recorder import Recorder
 
-__all__ = ["Engine", "build_processor", "pred_topic", "status_topic"]
+__all__ = ["Engine", "build_processor", "match_channels", "pred_topic", "status_topic"]
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +53,47 @@ def status_topic(session_id: str) -> str:
     return topics.status_topic(session_id)
 
 
+def match_channels(expected: Sequence[str], available: Sequence[str], who: str, what: str) -> NDArray[np.intp] | None:
+    """Which columns of a stream feed a model that names its channels (None: all, in stream order).
+
+    Labels are compared without case and without an ``EEG``/``ECG`` prefix. A stream holding every named channel
+    is reordered (and trimmed) to the model's order. A stream with the right count but other names (``ch1``…)
+    is used in its own order, with a warning. Anything else is a :class:`ConfigError` naming what is missing.
+    """
+    if not expected:
+        return None
+    names = [_label_key(c) for c in available]
+    wanted = [_label_key(c) for c in expected]
+    if all(w in names for w in wanted):
+        idx = np.array([names.index(w) for w in wanted], dtype=np.intp)
+        if len(idx) == len(names) and np.array_equal(idx, np.arange(len(names))):
+            return None
+        log.info("%s: using channels %s of %s in the model's order", what, list(expected), list(available))
+        return idx
+    if len(expected) == len(available):
+        log.warning("%s: channel names %s do not match %s's %s; using the stream's order", what, list(available),
+                    who, list(expected))
+        return None
+    missing = [c for c, w in zip(expected, wanted, strict=True) if w not in names]
+    raise ConfigError(f"{who} expects {len(expected)} channels ({', '.join(expected)}); {what} delivers "
+                      f"{len(available)} ({', '.join(available)}) and lacks {', '.join(missing)}.")
+
+
+def _label_key(label: str) -> str:
+    return re.sub(r"^(EEG|ECG|EKG)[\s_:-]+", "", label.strip(), flags=re.IGNORECASE).strip().lower()
+
+
 def build_processor(spec: ModelSpec, modality: Modality, source: Source, line_freq: float,
-                    window_s: float) -> StreamProcessor:
-    """Set up one stream's filters and resampler from the model's preprocessing and the stream's rate."""
+                    window_s: float, n_channels: int | None = None) -> StreamProcessor:
+    """Set up one stream's filters and resampler from the model's preprocessing and the stream's rate.
+
+    ``n_channels`` overrides the stream's channel count (when only some of its channels feed the model).
+    """
     info = source.info
     pre = spec.preprocessing.get(modality)
     bandpass = pre.bandpass if pre is not None else None
     notch = line_freq if pre is not None and pre.notch else None
-    return StreamProcessor(info.sfreq, info.n_channels, bandpass=bandpass, notch=notch, fs_out=spec.sfreq,
+    return StreamProcessor(info.sfreq, n_channels or info.n_channels, bandpass=bandpass, notch=notch, fs_out=spec.sfreq,
                            capacity_s=max(30.0, 4 * window_s))
 
 
@@ -140,14 +177,11 @@ class Engine:
                 )
             source = open_source(source_spec, modality, resolve_timeout=self.config.resolve_timeout_s)
             self._opened.append(source)
-            expected = spec.channels.get(modality, ())
-            if expected and len(expected) != source.info.n_channels:
-                raise ConfigError(
-                    f"Model {spec.name!r} expects {len(expected)} {modality.upper()} channels ({', '.join(expected)}), "
-                    f"but {source_spec!r} delivers {source.info.n_channels}."
-                )
-            processor = build_processor(spec, modality, source, self.config.line_freq, self.config.window_s)
-            streams[modality] = ModalityStream(modality, source, processor)
+            select = match_channels(spec.channels.get(modality, ()), source.info.channel_names,
+                                    f"Model {spec.name!r}", f"{source_spec!r} ({modality.upper()})")
+            processor = build_processor(spec, modality, source, self.config.line_freq, self.config.window_s,
+                                        n_channels=None if select is None else len(select))
+            streams[modality] = ModalityStream(modality, source, processor, select=select)
             log.info("session %s: %s from %s (%s, %d ch at %g Hz)", sc.session_id, modality.upper(), source_spec,
                      source.info.name, source.info.n_channels, source.info.sfreq)
         if not streams:
@@ -267,7 +301,8 @@ class Engine:
         shapes: dict[tuple[tuple[Modality, tuple[int, ...]], ...], int] = {}
         for session in self.sessions.values():
             shape: tuple[tuple[Modality, tuple[int, ...]], ...] = tuple(
-                (m, (s.source.info.n_channels, session.n_patches, per_patch)) for m, s in session.streams.items())
+                (m, (s.source.info.n_channels if s.select is None else len(s.select), session.n_patches, per_patch))
+                for m, s in session.streams.items())
             shapes[shape] = shapes.get(shape, 0) + 1
         for shape, count in shapes.items():
             buckets = tuple(b for b in BUCKETS if b <= bucket_for(count, self.config.max_batch))

@@ -75,10 +75,13 @@ class Window:
 class ModalityStream:
     """One modality of a session: its source and the processor its chunks go through."""
 
-    def __init__(self, modality: Modality, source: Source, processor: StreamProcessor) -> None:
+    def __init__(self, modality: Modality, source: Source, processor: StreamProcessor,
+                 select: NDArray[np.intp] | None = None) -> None:
         self.modality = modality
         self.source = source
         self.processor = processor
+        #: columns of the source's chunks that feed the model, in its order (None: all)
+        self.select = select
         self.lock = threading.Lock()
         self.first_timestamp = math.nan
         self.newest_raw = math.nan
@@ -161,8 +164,9 @@ class Session:
 
         def sink(chunk: Chunk) -> None:
             try:
+                data = chunk.data if stream.select is None else chunk.data[:, stream.select]
                 with stream.lock:
-                    stream.processor.push(chunk.data, chunk.timestamps)
+                    stream.processor.push(data, chunk.timestamps)
                 stream.last_dsp_done = local_clock()
                 stream.last_received = chunk.received
                 stream.newest_raw = float(chunk.timestamps[-1])

@@ -213,3 +213,29 @@ def test_engine_on_replayed_eegmat_calibrates_then_recalibrates_on_command(data_
     later = states[first_calibrated:]
     assert "calibrating" in later and later[-1] == "calibrated"
     assert load_model(model).spec.calibration is not None
+
+
+def test_shipped_baseline_calibrates_on_a_replayed_rest_recording(data_dir: Path, port: int) -> None:
+    path = data_dir / "eegmat" / "Subject05_1.edf"
+    spec = f"replay:{path}?duration=120"
+    sub = Subscriber(port)
+    proc = subprocess.Popen(
+        [RT_PHYSIO, "run", "--eeg", spec, "--ecg", spec, "--model", "eegmat-baseline", "--calibrate", "7",
+         "--hop", "1", "--publish", f"zmq://127.0.0.1:{port}", "--duration", "120", "--missing-after", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert sub.until(proc, lambda p: sum(1 for m, _ in p if m.get("calibrated")) >= 3, timeout=90), _finish(proc)
+    finally:
+        _, err = _finish(proc)
+        sub.close()
+    assert "Traceback" not in err
+    messages = [m for m, _ in sub.preds]
+    for msg in messages:
+        validate(msg)
+        assert msg["model"]["name"] == "eegmat-baseline"
+    # 5-s windows on a 1-s hop: the windows ending within 7 s of the first start (3 of them) are the baseline
+    assert [m["calibrating"] for m in messages[:3]] == [True, True, True]
+    assert all(m["outputs"] == {} for m in messages[:3])
+    assert messages[3]["calibrated"] and messages[3]["calibration"]["windows"] == 3
+    # a rest recording, centred on its own first seconds: low workload
+    assert np.mean([m["outputs"]["mental_workload"] for m in messages[3:]]) < 0.5
