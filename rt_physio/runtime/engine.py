@@ -135,6 +135,7 @@ class Engine:
         self.control: ControlServer | None = None
         self.sessions: dict[str, Session] = {}
         self._stopped = False
+        self.started_at = float("nan")  # set by start(); control commands wait for it
         # seconds per prediction to encode it and hand it to every publisher and the recorder (after the trace's
         # "serialised" mark, so not in the message's own latency_ms)
         self.handoff_s: deque[float] = deque(maxlen=100_000)
@@ -159,7 +160,6 @@ class Engine:
             self._close_all()
             raise
         self.predictions = 0
-        self.started_at = float("nan")
         self.first_prediction_at = float("nan")
 
     # -- construction ------------------------------------------------------------------------------------------
@@ -258,6 +258,8 @@ class Engine:
         handler = getattr(self, "_control_" + str(cmd), None) if isinstance(cmd, str) and cmd.isidentifier() else None
         if handler is None:
             raise ValueError(f"unknown command {cmd!r}; known: ping, calibrate")
+        if math.isnan(self.started_at):  # the transports open before the sessions and the executor exist
+            raise ValueError(f"the engine is still starting; send {cmd!r} again in a moment")
         return handler(session_id, command)  # type: ignore[no-any-return]
 
     def _setup_calibration(self) -> None:
