@@ -239,3 +239,24 @@ def test_shipped_baseline_calibrates_on_a_replayed_rest_recording(data_dir: Path
     assert messages[3]["calibrated"] and messages[3]["calibration"]["windows"] == 3
     # a rest recording, centred on its own first seconds: low workload
     assert np.mean([m["outputs"]["mental_workload"] for m in messages[3:]]) < 0.5
+
+
+def test_schema_ties_outputs_to_the_calibration_state() -> None:
+    import jsonschema
+
+    from rt_physio.publish.schema import Prediction
+
+    def message(outputs: dict[str, float], state: str | None) -> dict:
+        cal = None if state is None else {"state": state, "seconds": 60.0, "progress": 0.5}
+        return Prediction(session="s", seq=0, t_start=0.0, t_end=5.0, t_wall=1.0, outputs=outputs, model_name="m",
+                          model_sha256="0" * 64, trained=True, modalities=["eeg"], quality={"eeg": 1.0},
+                          latency_ms={"total": 1.0}, calibration=cal).to_message()
+
+    validate(message({}, "calibrating"))
+    validate(message({"x": 0.5}, "calibrated"))
+    validate(message({"x": 0.5}, None))
+    with pytest.raises(jsonschema.ValidationError):
+        validate(message({"x": 0.5}, "calibrating"))  # a calibration window is never scored
+    with pytest.raises(jsonschema.ValidationError):
+        validate(message({}, "calibrated"))
+    assert "calibrating" not in message({"x": 0.5}, None)
