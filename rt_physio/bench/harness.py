@@ -46,6 +46,20 @@ class PushLog:
         i = int(np.searchsorted(self.first_ts, t, side="right")) - 1
         return float(self.pushed_at[i]) if 0 <= i < len(self.pushed_at) else float("nan")
 
+    def push_time_reaching(self, t: float, period: float) -> float:
+        """Push time of the chunk holding the first sample stamped ≥ ``t`` (samples ``period`` s apart).
+
+        This is the sample that lets the engine cut a window whose end is ``t`` (plus its tolerance).
+        """
+        n = len(self.first_ts)
+        if n == 0:
+            return float("nan")
+        step = float(self.first_ts[1] - self.first_ts[0]) if n > 1 else period  # chunks are equally long
+        i = max(0, int(np.searchsorted(self.first_ts, t, side="right")) - 1)
+        if self.first_ts[i] + step - period < t - 1e-9:
+            i += 1  # every sample of chunk i is older than t: the first one at or after t opens chunk i + 1
+        return float(self.pushed_at[i]) if i < len(self.pushed_at) else float("nan")
+
 
 def _push_stream(spec: OutletSpec, chunk: int, start: float, stop_at: float, out: dict[str, PushLog],
                  ready: threading.Barrier, stop: Any) -> None:
@@ -206,6 +220,10 @@ def run_tick_loop(config: dict[str, Any], stop: Any = None) -> None:
     period = 1.0 / config["rate"]
     end = local_clock() + config["duration"]
     next_tick = local_clock()
+    # A hop that is a whole number of tick periods would meet the tick at one fixed phase for the whole run (with
+    # a device's own clock, which drifts against the computer's, every phase occurs): after each published window
+    # the tick grid moves by a random fraction of a period, so the run samples the phases uniformly.
+    phase = np.random.default_rng(0)
     while local_clock() < end and not (stop is not None and stop.is_set()):
         next_tick += period
         for source in polled:
@@ -222,6 +240,7 @@ def run_tick_loop(config: dict[str, Any], stop: Any = None) -> None:
             window.trace.serialised = local_clock()
             pred.latency_ms = window.trace.to_ms()
             sock.send_multipart([f"rt_physio/{window.session}/pred".encode(), pred.to_json()])
+            next_tick += phase.uniform(0.0, period)
         time.sleep(max(0.0, next_tick - local_clock()))
     for session in sessions:
         session.stop()

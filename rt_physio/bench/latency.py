@@ -119,7 +119,9 @@ def _score(received: list[tuple[dict[str, Any], float]], logs: dict[str, PushLog
         if seen[sid] <= warmup:
             continue
         if logs is not None and streams is not None:
-            pushes = [logs[streams[sid][m].name].push_time_of(msg["t_end"] + tol) for m in msg["modalities"]]
+            # the window is cut when every modality has a sample stamped at or after t_end - tol
+            pushes = [logs[streams[sid][m].name].push_time_reaching(msg["t_end"] - tol, 1.0 / streams[sid][m].sfreq)
+                      for m in msg["modalities"]]
             ref = max(pushes)
         else:
             ref = msg["t_end"]
