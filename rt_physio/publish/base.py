@@ -12,6 +12,7 @@ to the publisher's own thread through a bounded queue and return.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -111,6 +112,16 @@ def open_publisher(url: str, session_ids: Sequence[str], *, insecure: bool = Fal
 
 
 # -- URL helpers shared by the publishers ----------------------------------------------------------------------
+def is_loopback_host(host: str) -> bool:
+    """Return whether ``host`` (a name or an IP address) is only reachable from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def parse_query(url: str, query: str, valid: Sequence[str]) -> dict[str, str]:
     """Return the query arguments of ``url`` as a dict, rejecting unknown and repeated names."""
     pairs = parse_qsl(query, keep_blank_values=True)

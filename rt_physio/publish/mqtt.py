@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import random
@@ -58,6 +57,7 @@ from rt_physio.publish.base import (
     DEFAULT_PREFIX,
     control_reply_topic,
     control_topic,
+    is_loopback_host,
     parse_query,
     pred_topic,
     query_bool,
@@ -101,12 +101,7 @@ class MqttUrl:
     @property
     def is_loopback(self) -> bool:
         """True when the broker is on this machine."""
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(self.host)
 
     def __str__(self) -> str:
         user = f"{self.username}@" if self.username else ""

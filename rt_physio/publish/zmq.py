@@ -13,7 +13,6 @@ slow-subscriber behaviour.)
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 from collections.abc import Mapping
@@ -24,7 +23,15 @@ from urllib.parse import urlsplit
 import zmq
 
 from rt_physio.errors import ConfigError
-from rt_physio.publish.base import STATUS_SCHEMA_ID, parse_query, pred_topic, query_format, query_int, status_topic
+from rt_physio.publish.base import (
+    STATUS_SCHEMA_ID,
+    is_loopback_host,
+    parse_query,
+    pred_topic,
+    query_format,
+    query_int,
+    status_topic,
+)
 from rt_physio.publish.schema import Format, encode
 from rt_physio.runtime.queues import DropOldestQueue
 
@@ -53,12 +60,7 @@ class ZmqUrl:
     @property
     def is_loopback(self) -> bool:
         """True when the socket is reachable only from this machine."""
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(self.host)
 
 
 def parse_zmq_url(url: str) -> ZmqUrl:
