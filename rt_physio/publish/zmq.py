@@ -5,10 +5,12 @@ URL: ``zmq://HOST:PORT[?hwm=N&format=json|msgpack]``. Topics: ``rt_physio/<sessi
 format). ZeroMQ has no retained messages or last will: a subscriber that joins late gets the next prediction,
 and a vanished engine shows as silence.
 
-The engine never waits on subscribers: messages are handed to a bounded queue and sent by the publisher's own
-thread with ``NOBLOCK``; when the queue overflows the oldest message is dropped and counted. (A PUB socket
-itself drops messages for a subscriber whose high-water mark is reached; that is ZeroMQ's documented
-slow-subscriber behaviour.)
+The engine never waits on subscribers: a message is sent on the caller's thread with ``NOBLOCK`` (under a
+lock, so the socket is used by one thread at a time), which only copies it into ZeroMQ's queue for its I/O
+thread; a PUB socket never blocks a sender. There is no hand-over to a publisher thread of ours: that
+hand-over was a thread wake-up (~0.1–0.2 ms on a 2-core VM) on every prediction's path. A subscriber whose
+high-water mark (``hwm``) is reached loses messages inside ZeroMQ — its documented slow-subscriber behaviour;
+a send ZeroMQ refuses is counted in :attr:`ZmqPublisher.dropped`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from rt_physio.publish.base import (
     status_topic,
 )
 from rt_physio.publish.schema import Format, encode
-from rt_physio.runtime.queues import DropOldestQueue
 
 __all__ = ["ZmqPublisher", "ZmqUrl", "parse_zmq_url"]
 
@@ -100,7 +101,7 @@ def bind_socket(kind: int, endpoint: str, options: dict[int, int], failure: str,
 
 
 class ZmqPublisher:
-    """Publish ``[topic, payload]`` frames on a PUB socket from a dedicated thread.
+    """Publish ``[topic, payload]`` frames on a PUB socket, sent on the caller's thread without blocking.
 
     Parameters
     ----------
@@ -109,11 +110,9 @@ class ZmqPublisher:
         port is reported before the engine starts.
     insecure : bool
         Required to bind a non-loopback address (messages are unauthenticated and unencrypted).
-    queue_size : int
-        Messages waiting for the sender thread before the oldest is dropped.
     """
 
-    def __init__(self, url: str = DEFAULT_URL, *, insecure: bool = False, queue_size: int = 1024) -> None:
+    def __init__(self, url: str = DEFAULT_URL, *, insecure: bool = False) -> None:
         self.url = parse_zmq_url(url)
         if not self.url.is_loopback and not insecure:
             raise ConfigError(
@@ -123,11 +122,10 @@ class ZmqPublisher:
         self._sock = bind_socket(zmq.PUB, self.url.endpoint, {zmq.SNDHWM: self.url.hwm, zmq.LINGER: 1000},
                                  f"Cannot bind ZeroMQ publisher on {self.url.endpoint}",
                                  "Is another rt-physio running? Choose another port with --publish zmq://127.0.0.1:PORT.")
-        self._queue: DropOldestQueue[tuple[bytes, bytes]] = DropOldestQueue(queue_size)
-        self._thread = threading.Thread(target=self._run, name=f"zmq-pub-{self.url.port}", daemon=True)
+        self._lock = threading.Lock()
+        self._closed = False
         self.sent = 0
         self.send_errors = 0
-        self._thread.start()
         log.info("publishing on %s", self.url.endpoint)
 
     @property
@@ -137,16 +135,29 @@ class ZmqPublisher:
 
     @property
     def dropped(self) -> int:
-        """Messages dropped because the sender thread fell behind."""
-        return self._queue.dropped
+        """Messages ZeroMQ refused to queue (or that came after :meth:`close`)."""
+        return self.send_errors
 
     def send(self, topic: str, payload: bytes) -> None:
-        """Queue one message; never blocks."""
-        if self._queue.put((topic.encode(), payload)) is not None:
-            n = self._queue.dropped
-            if n == 1 or n % 100 == 0:  # the first drop and then every 100th: a stuck sender must not flood logs
-                log.warning("zmq publisher %s: queue full, dropped the oldest message (%d so far)",
-                            self.url.endpoint, n)
+        """Send one message now, on the caller's thread; never blocks."""
+        frames = (topic.encode(), payload)
+        with self._lock:
+            if self._closed:
+                self.send_errors += 1
+                return
+            try:
+                self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
+                self.sent += 1
+                return
+            except zmq.Again:
+                self.send_errors += 1
+                error = "ZeroMQ's queue is full"
+            except zmq.ZMQError as exc:
+                self.send_errors += 1
+                error = str(exc)
+        n = self.send_errors
+        if n == 1 or n % 100 == 0:  # the first failure and then every 100th: a stuck socket must not flood logs
+            log.warning("zmq publisher %s: message dropped (%s; %d so far)", self.url.endpoint, error, n)
 
     def prediction(self, session_id: str, payload: bytes) -> None:
         """Publish a prediction on ``rt_physio/<session>/pred``; never blocks."""
@@ -157,24 +168,10 @@ class ZmqPublisher:
         body = {"schema": STATUS_SCHEMA_ID, "session": session_id, **message}
         self.send(status_topic(session_id), encode(body, self.format))
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get(timeout=0.5)
-            if item is None:
-                if self._queue.closed:
-                    break
-                continue
-            try:
-                self._sock.send_multipart(item, flags=zmq.NOBLOCK)
-                self.sent += 1
-            except zmq.Again:
-                self.send_errors += 1
-            except zmq.ZMQError as exc:
-                self.send_errors += 1
-                log.warning("zmq publisher %s: send failed: %s", self.url.endpoint, exc)
-        self._sock.close()
-
     def close(self) -> None:
-        """Send what is queued, then close the socket (waits up to ~2 s)."""
-        self._queue.close()
-        self._thread.join(timeout=2.0)
+        """Close the socket; ZeroMQ still delivers what it holds for up to 1 s (``LINGER``)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._sock.close()

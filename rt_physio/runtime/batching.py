@@ -98,7 +98,7 @@ class BatchQueue(Generic[K, T]):
                 while queue and len(batch) < max_batch:
                     batch.append(queue.popleft())
                     self._count -= 1
-                if len(batch) >= max_batch or self._closed or self._all_senders_in(key, batch):
+                if len(batch) >= max_batch or self._closed or self._all_senders_in(key, {s for _, s, _ in batch}):
                     break
                 remaining = deadline - self._clock()
                 if remaining <= 0:
@@ -106,10 +106,22 @@ class BatchQueue(Generic[K, T]):
                 self._cond.wait(remaining)
             return key, [item for _, _, item in batch]
 
-    def _all_senders_in(self, key: K, batch: list[tuple[float, str, T]]) -> bool:
+    def runs_alone(self, key: K, sender: str, t_ready: float) -> bool:
+        """Note that ``sender`` has an item of ``key`` ready; True when batching could add nothing to it.
+
+        That is: nothing is queued (so nothing older is owed the device first), the queue is open, and no other
+        sender is known to send ``key``. The caller may then run the item itself instead of queueing it.
+        """
+        if not math.isfinite(t_ready):
+            t_ready = self._clock()
+        with self._cond:
+            self._senders.setdefault(key, {})[sender] = t_ready
+            return not self._closed and self._count == 0 and self._all_senders_in(key, {sender})
+
+    def _all_senders_in(self, key: K, batch_senders: set[str]) -> bool:
         senders = self._senders.get(key, {})
         now = self._clock()
         for sender, last in list(senders.items()):
             if now - last > self.sender_ttl:
                 del senders[sender]  # a session that stopped sending this shape no longer holds batches back
-        return {s for _, s, _ in batch} >= set(senders)
+        return batch_senders >= set(senders)

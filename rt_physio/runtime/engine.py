@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import itertools
 import logging
 import math
@@ -317,6 +318,10 @@ class Engine:
                 if subset:
                     self.executor.warm_up(dict(subset), repeats=1)
         self.executor.start()
+        # Everything allocated so far (model, traces, modules) lives as long as the engine: move it out of the
+        # cyclic collector's reach, so that a full collection on the live path scans only what is new.
+        gc.collect()
+        gc.freeze()
         for session_id, session in self.sessions.items():
             session.start()
             self._publish_status(session_id, "online")
@@ -363,6 +368,7 @@ class Engine:
         for session_id in self.sessions:
             self._publish_status(session_id, "offline")
         self._close_all()
+        gc.unfreeze()  # what start() froze is collectable again (tests and notebooks start many engines)
 
     def _close_all(self) -> None:
         if self.control is not None:  # no commands while the sessions shut down

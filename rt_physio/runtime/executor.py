@@ -8,12 +8,21 @@ features, then its small head runs on each row, on features centred on the perso
 session. Fixed-shape runners pad a batch up to its bucket by repeating its last real row; rows are
 independent in eval mode, so padding cannot change real rows (tested). When inference cannot keep up, the
 oldest waiting window is dropped, counted and logged — a stale estimate is worth less than a fresh one.
+
+Run to completion. Handing a window to the executor thread costs a thread wake-up and a fight for the GIL
+(~0.2–0.4 ms on a 2-core VM, measured). When batching could add nothing — the queue is empty, no other session
+sends windows of this shape, and no batch is running — a window is run on the thread that cut it, inside
+:meth:`InferenceExecutor.submit`; its quality score then goes to the executor's quality thread, so it is still
+computed while the model runs. This is on by default on the CPU with one intra-op thread (``inline=None``);
+with several OpenMP threads every calling thread would get its own thread team, and a CUDA device is
+thread-bound, so there the executor thread runs everything.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -102,7 +111,8 @@ class InferenceExecutor:
     model : LoadedModel
         The model; the executor moves it to ``device`` and owns it from then on.
     on_result : callable, optional
-        Called on the executor thread with each window and its result; must not block.
+        Called with each window and its result, on the executor thread or, for a window run inline, on the
+        thread that submitted it; never for two batches at once. Must not block.
     device : str
         ``auto``, ``cpu`` or ``cuda[:N]``.
     max_batch : int
@@ -119,11 +129,14 @@ class InferenceExecutor:
         ``auto`` (CUDA graphs on a GPU, traced on the CPU), ``eager``, ``traced`` or ``cuda-graph``.
     precision : str
         ``fp32``, ``bf16`` or ``fp16`` weights and activations (outputs are always float32 probabilities).
+    inline : bool or None
+        Run a window on the submitting thread when batching could add nothing (module docstring). None: on a
+        CPU device with one intra-op thread.
     """
 
     def __init__(self, model: LoadedModel, on_result: ResultCallback | None = None, *, device: str = "cpu",
                  max_batch: int = 64, max_wait_s: float = 0.002, max_queue: int = 256, threads: int | None = None,
-                 backend: Backend = "auto", precision: Precision = "fp32") -> None:
+                 backend: Backend = "auto", precision: Precision = "fp32", inline: bool | None = None) -> None:
         if max_batch < 1:
             raise ConfigError(f"The 'max_batch' parameter must be at least 1, got {max_batch}.")
         if not 0 <= max_wait_s <= 1:
@@ -150,9 +163,14 @@ class InferenceExecutor:
         self._queue: BatchQueue[ShapeKey, tuple[Window, Future[InferenceResult]]] = BatchQueue(max_queue,
                                                                                                local_clock)
         self._thread = threading.Thread(target=self._run, name="executor", daemon=True)
+        self.inline = (self.device.type == "cpu" and self._threads == 1) if inline is None else inline
+        self._run_lock = threading.Lock()  # one batch at a time, on the executor thread or a submitting one
+        self._quality: queue.SimpleQueue[Window | None] = queue.SimpleQueue()
+        self._quality_thread = threading.Thread(target=self._score_quality, name="quality", daemon=True)
         self.completed = 0
         self.failed = 0
         self.batches = 0
+        self.inline_batches = 0
 
     @property
     def dropped(self) -> int:
@@ -165,8 +183,10 @@ class InferenceExecutor:
         return len(self._queue)
 
     def start(self) -> None:
-        """Start the executor thread."""
+        """Start the executor thread (and the quality thread of inline runs)."""
         self._thread.start()
+        if self.inline:
+            self._quality_thread.start()
 
     def warm_up(self, shapes: Mapping[Modality, tuple[int, ...]], batches: tuple[int, ...] = (1,),
                 repeats: int = 2) -> float:
@@ -189,9 +209,22 @@ class InferenceExecutor:
         return duration
 
     def submit(self, window: Window) -> Future[InferenceResult]:
-        """Queue a window for inference; never blocks. The future resolves on the executor thread."""
+        """Queue a window for inference, or run it now on this thread when batching could add nothing.
+
+        The queued case never blocks and the future resolves on the executor thread; the inline case (see the
+        module docstring) returns a resolved future after one forward pass.
+        """
         future: Future[InferenceResult] = Future()
-        dropped = self._queue.put(window_key(window), window.session, (window, future), window.trace.cut)
+        key = window_key(window)
+        if (self.inline and self._thread.is_alive() and self._queue.runs_alone(key, window.session, window.trace.cut)
+                and self._run_lock.acquire(blocking=False)):
+            try:
+                self.inline_batches += 1
+                self._guarded_batch(key, [(window, future)], inline=True)
+            finally:
+                self._run_lock.release()
+            return future
+        dropped = self._queue.put(key, window.session, (window, future), window.trace.cut)
         if dropped is not None:
             old, old_future = dropped
             old_future.cancel()
@@ -204,6 +237,9 @@ class InferenceExecutor:
         self._queue.close()
         if self._thread.is_alive():
             self._thread.join(timeout=drain_timeout)
+        if self._quality_thread.is_alive():
+            self._quality.put(None)
+            self._quality_thread.join(timeout=drain_timeout)
 
     # -- executor thread ---------------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -214,14 +250,28 @@ class InferenceExecutor:
                     return
                 continue
             key, jobs = got
+            with self._run_lock:
+                self._guarded_batch(key, jobs)
+
+    def _guarded_batch(self, key: ShapeKey, jobs: list[tuple[Window, Future[InferenceResult]]],
+                       inline: bool = False) -> None:
+        """Run a batch (the caller holds the run lock); a failure fails its futures, never the caller."""
+        try:
+            self._run_batch(key, jobs, inline)
+        except Exception as exc:
+            self.failed += len(jobs)
+            log.exception("executor: inference failed for a batch of %d %s windows", len(jobs), key)
+            for _, future in jobs:
+                if not future.cancelled() and not future.done():
+                    future.set_exception(exc)
+
+    def _score_quality(self) -> None:
+        """Quality thread: score the windows that run inline (their cutting thread is running the model)."""
+        while (window := self._quality.get()) is not None:
             try:
-                self._run_batch(key, jobs)
-            except Exception as exc:
-                self.failed += len(jobs)
-                log.exception("executor: inference failed for a batch of %d %s windows", len(jobs), key)
-                for _, future in jobs:
-                    if not future.cancelled():
-                        future.set_exception(exc)
+                window.score_quality()
+            except Exception:
+                log.exception("executor: quality scoring failed for window %s#%d", window.session, window.seq)
 
     def _heads(self, windows: list[Window], out: torch.Tensor) -> tuple[NDArray[np.float32],
                                                                         list[CalibrationStep | None]]:
@@ -273,13 +323,16 @@ class InferenceExecutor:
             tensors.append(torch.from_numpy(np.stack(arrays)).to(self.device, non_blocking=True))
         return tensors
 
-    def _run_batch(self, key: ShapeKey, jobs: list[tuple[Window, Future[InferenceResult]]]) -> None:
+    def _run_batch(self, key: ShapeKey, jobs: list[tuple[Window, Future[InferenceResult]]], inline: bool = False
+                   ) -> None:
         windows = [w for w, _ in jobs]
         size = bucket_for(len(windows), self.max_batch) if self.runner.pads else len(windows)
         start = local_clock()
         batch = self._batch_tensors(key, windows, size)
         for window in windows:
             window.started.set()
+            if inline:  # the thread that would score it is running the model: the quality thread does, meanwhile
+                self._quality.put(window)
         out = self.runner(key, batch)[: len(windows)]
         if self.calibratable:
             probs, steps = self._heads(windows, out)

@@ -36,9 +36,10 @@ class Window:
     """Model-ready inputs of one session for one hop.
 
     ``inputs`` maps each present modality to a float32 array (channels, patches, samples_per_patch) in units of
-    ``scale_uv`` microvolts. ``quality`` is filled just after the window is handed to the executor, on the
-    thread that cut it, so scoring runs in parallel with inference instead of before it; read it through
-    :meth:`wait_quality`.
+    ``scale_uv`` microvolts. ``quality`` is scored while the model runs, not before it: by the thread that cut
+    the window once it is handed to the executor, or, when the executor runs the window on that very thread,
+    by the executor's quality thread. :meth:`score_quality` does the work once, whoever calls it first; read
+    the result through :meth:`wait_quality`.
     """
 
     session: str
@@ -48,8 +49,13 @@ class Window:
     inputs: dict[Modality, NDArray[np.float32]]
     trace: Trace = field(default_factory=Trace)
     quality: dict[Modality, float] = field(default_factory=dict)
+    #: per modality: the window as (C, n) in model units (the data of ``inputs``), and its raw-domain counts
     quality_inputs: list[tuple[Modality, NDArray[np.float32], WindowCounts | None]] = field(default_factory=list)
+    scale_uv: float = 100.0
+    quality_sfreq: float = 200.0
+    line_freqs: tuple[float, ...] = (50.0, 60.0)
     _quality_done: threading.Event = field(default_factory=threading.Event)
+    _quality_claimed: threading.Lock = field(default_factory=threading.Lock)
     started: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -57,11 +63,17 @@ class Window:
         """Present modalities, in a fixed order."""
         return [m for m in ("eeg", "ecg") if m in self.inputs]
 
-    def score_quality(self, sfreq: float, line_freqs: tuple[float, ...]) -> None:
-        """Compute :attr:`quality` from the raw window copies kept at cut time, then release them."""
+    def score_quality(self) -> None:
+        """Compute :attr:`quality` from the raw window copies kept at cut time, then release them.
+
+        Only the first call does the work (a later or concurrent one returns at once).
+        """
+        if not self._quality_claimed.acquire(blocking=False):
+            return
         try:
-            for modality, raw, counts in self.quality_inputs:
-                self.quality[modality] = assess(raw, sfreq, counts, line_freqs=line_freqs).score
+            for modality, x, counts in self.quality_inputs:
+                raw = x.T * np.float32(self.scale_uv)  # (n, C) µV
+                self.quality[modality] = assess(raw, self.quality_sfreq, counts, line_freqs=self.line_freqs).score
         finally:
             self.quality_inputs.clear()
             self._quality_done.set()
@@ -105,7 +117,8 @@ class Session:
     window_s, hop_s : float
         Window length (a whole number of seconds: one model patch per second) and hop.
     on_window : callable
-        Receives each window; called on whichever thread completed it, must not block.
+        Receives each window; called on whichever thread completed it. It may run the model right there
+        (the executor's run-to-completion path) but must not wait on other threads.
     sfreq : float
         Model input rate (samples per second per patch).
     scale_uv : float
@@ -242,7 +255,7 @@ class Session:
             # Score quality while the model runs, not while the executor thread is getting the window to it:
             # both need the GIL, and the executor's few hundred microseconds of Python come first.
             window.started.wait(self.quality_defer_s)
-            window.score_quality(self.sfreq, self.line_freqs)
+            window.score_quality()
 
     def _gap_tolerance(self, stream: ModalityStream) -> float:
         return max(self._tolerance, 1.5 / stream.source.info.sfreq)
@@ -259,13 +272,12 @@ class Session:
                 data, stamps = got
                 if stamps[-1] < t_end - self._gap_tolerance(stream):
                     continue  # the stream has a hole at t_end (it stopped and came back): missing here
-                raw = data.copy()  # frees the ring for the writer; quality and scaling work on the copy
+                # (n, C) µV → (C, n) in model units, in one pass over the ring (this copy frees it for the writer)
+                x = np.multiply(data.T, np.float32(1.0 / self.scale_uv), dtype=np.float32, order="C")
                 counts = stream.processor.window_counts(t_end + 1e-6, self.n_samples)
-            pending.append((stream.modality, raw, counts))
-            # (n, C) µV → (C, N, 200) in model units
-            x = np.ascontiguousarray(raw.T).reshape(raw.shape[1], self.n_patches, -1)
-            x *= np.float32(1.0 / self.scale_uv)
-            inputs[stream.modality] = x
+            # quality reads this copy back in µV later, off the latency path (see Window.score_quality)
+            pending.append((stream.modality, x, counts))
+            inputs[stream.modality] = x.reshape(x.shape[0], self.n_patches, -1)  # (C, N, 200), a view
         if not inputs:
             return None
         trace = Trace(cut=local_clock())
@@ -277,7 +289,8 @@ class Session:
         else:
             newest = max(present, key=lambda s: s.newest_raw)
             trace.sample, trace.received, trace.dsp_done = newest.newest_raw, newest.last_received, trace.cut
-        window = Window(self.session_id, self._seq, t_end - self.window_s, t_end, inputs, trace, quality_inputs=pending)
+        window = Window(self.session_id, self._seq, t_end - self.window_s, t_end, inputs, trace, quality_inputs=pending,
+                        scale_uv=self.scale_uv, quality_sfreq=self.sfreq, line_freqs=self.line_freqs)
         self._seq += 1
         self.windows_cut += 1
         return window

@@ -51,6 +51,9 @@ def test_latency_benchmark_end_to_end(tmp_path: Path) -> None:
     assert result["baseline_tick_added_ms"]["p50"] > result["added_ms"]["p50"]
     assert result["baseline_lsl_hop_ms"]["n"] > 100
     assert result["baseline_zmq_hop_ms"]["n"] > 100
+    # the outlet process's own delay is measured (it is inside the acquire stage, not inside e2e)
+    assert result["harness_push_ms"]["n"] > 50 and result["harness_push_ms"]["p50"] >= 0
+    assert result["added_minus_transport_p50_ms"] < result["added_ms"]["p50"]
     assert "fixed-tick" in latency.format_table(result)
 
 

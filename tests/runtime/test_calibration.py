@@ -113,8 +113,8 @@ def test_calibrated_fusion_model_round_trips_and_splits(tmp_path: Path) -> None:
 def _window(session: str, seq: int, t_end: float, rng: np.random.Generator) -> Window:
     inputs = {"eeg": rng.standard_normal((4, 5, 200)).astype(np.float32),
               "ecg": rng.standard_normal((1, 5, 200)).astype(np.float32)}
-    window = Window(session, seq, t_end - 5.0, t_end, inputs)
-    window.score_quality(200.0, (50.0,))
+    window = Window(session, seq, t_end - 5.0, t_end, inputs, line_freqs=(50.0,))
+    window.score_quality()
     return window
 
 

@@ -179,3 +179,67 @@ def test_cuda_graph_replay_matches_eager_on_the_same_gpu(tiny_model: LoadedModel
         torch.testing.assert_close(again, eager(key, [x * 1.1 for x in xs]), atol=1e-4, rtol=0)
 
 
+
+
+def _quality_window(session: str, seq: int, seed: int) -> Window:
+    """A window with data to score, as Session._cut makes it: (C, n) model units, kept for quality scoring."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 0.3, (4, 400)).astype(np.float32)
+    window = Window(session, seq, 0.0, 2.0, {"eeg": x.reshape(4, 2, 200)}, Trace(cut=local_clock()),
+                    quality_inputs=[("eeg", x, None)])  # type: ignore[arg-type]
+    return window
+
+
+def test_a_lone_session_runs_to_completion_on_the_submitting_thread(tiny_model: LoadedModel) -> None:
+    seen: list[tuple[int, dict[str, float]]] = []
+
+    def on_result(window: Window, result: InferenceResult) -> None:
+        # what the engine does before publishing: the quality is scored meanwhile on the quality thread
+        seen.append((threading.get_ident(), dict(window.wait_quality(timeout=5.0))))
+
+    ex = InferenceExecutor(tiny_model, on_result, device="cpu", backend="traced", threads=1, inline=True)
+    ex.start()
+    try:
+        w = _quality_window("only", 0, seed=0)
+        future = ex.submit(w)
+        assert future.done()  # resolved before submit returned: no hand-over to the executor thread
+        np.testing.assert_allclose(_probs(future.result()), _eager_probs(tiny_model, w), atol=1e-5)
+        assert seen[0][0] == threading.get_ident()
+        assert 0.0 <= seen[0][1]["eeg"] <= 1.0  # scored by the quality thread, while this thread ran the model
+        assert w.quality_inputs == []  # released once scored
+        assert ex.inline_batches == 1 and ex.batches == 1
+        # a second session sending the same shape: batching can help now, so both go through the executor thread
+        futures = [ex.submit(_quality_window(s, 1, seed=i)) for i, s in enumerate(("other", "only"))]
+        assert all(f.result(timeout=60) is not None for f in futures)
+        assert ex.inline_batches == 1
+        assert seen[-1][0] != threading.get_ident()
+    finally:
+        ex.stop()
+
+
+def test_run_to_completion_can_be_turned_off(tiny_model: LoadedModel) -> None:
+    threads: list[int] = []
+    ex = InferenceExecutor(tiny_model, lambda w, r: threads.append(threading.get_ident()), device="cpu",
+                           backend="eager", threads=1, inline=False)
+    ex.start()
+    try:
+        ex.submit(_quality_window("only", 0, seed=0)).result(timeout=60)
+    finally:
+        ex.stop()
+    assert ex.inline_batches == 0 and threads and threads[0] != threading.get_ident()
+
+
+def test_batch_queue_says_when_an_item_runs_alone() -> None:
+    q: BatchQueue[str, int] = BatchQueue(4, local_clock)
+    then = local_clock() - 5.0
+    assert q.runs_alone("a", "s1", then)
+    assert q.runs_alone("a", "s1", then)  # the same sender again
+    assert not q.runs_alone("a", "s2", then)  # s1 sends this shape too: a batch could form
+    assert q.runs_alone("b", "s2", then)  # another shape has its own senders
+    q.put("c", "s3", 1, then)
+    assert not q.runs_alone("b", "s2", then)  # something is queued: it goes first
+    assert q.take(8, 0.0, 0.1) == ("c", [1])
+    q.sender_ttl = 1.0  # s1 last sent 5 s ago: a sender that went quiet no longer counts
+    assert q.runs_alone("a", "s2", local_clock())
+    q.close()
+    assert not q.runs_alone("a", "s2", local_clock())
