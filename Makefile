@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_dsp.py
 	$(BIN)/python benchmarks/bench_inference.py --device cpu
 	$(BIN)/python benchmarks/bench_latency.py
+	$(BIN)/python benchmarks/bench_cold_path.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

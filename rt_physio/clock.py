@@ -12,6 +12,8 @@ import numpy as np
 import pylsl
 from numpy.typing import NDArray
 
+from rt_physio import _dejitter_kernel as _kernel
+
 __all__ = ["Dejitter", "WallClockMap", "local_clock"]
 
 
@@ -91,33 +93,24 @@ class Dejitter:
         self._decay = 0.5 ** (1.0 / (self.halflife * self.sfreq))  # per sample
         n_prior = self.sfreq  # one second's worth of samples spread over one second
         self._prior = n_prior * n_prior * n_prior / 12.0  # their Σ(k - mean)², the prior's weight on the slope
-        self.resets = 0
-        self._started = False
-        self._reset_sums()
+        self._block = max(1, round(0.05 * self.sfreq))  # samples fitted together (see process)
+        self._state = np.zeros(_kernel.STATE_SIZE, dtype=np.float64)
 
-    def _reset_sums(self) -> None:
-        # Sums over the weighted samples of x = index − index of the newest sample and y = stamp − _t_ref.
-        self._s0 = self._sx = self._sxx = self._sy = self._sxy = 0.0
-        self._t_ref = 0.0
+    @property
+    def resets(self) -> int:
+        """How many times the fit restarted (a stamp off the line by more than ``reset_after``)."""
+        return int(self._state[_kernel.RESETS])
 
     def reset(self) -> None:
         """Forget the fit (the next sample starts a new one)."""
-        self._started = False
-        self._reset_sums()
+        self._state[_kernel.STARTED] = 0.0
 
     @property
     def period(self) -> float:
         """The fitted sampling period, seconds (the nominal one before the first sample)."""
-        return self._line()[1] if self._started else self._period
-
-    def _line(self) -> tuple[float, float]:
-        """Return (intercept at x = 0 relative to _t_ref, slope) of the regularised weighted fit."""
-        s0, sx, sxx, sy, sxy = self._s0, self._sx, self._sxx, self._sy, self._sxy
-        # minimise Σw(y − a − b·x)² + prior·(b − period)²
-        det = s0 * (sxx + self._prior) - sx * sx
-        b = (s0 * (sxy + self._prior * self._period) - sx * sy) / det
-        a = (sy - b * sx) / s0
-        return a, b
+        if not self._state[_kernel.STARTED]:
+            return self._period
+        return float(_kernel.line(self._state, self._prior, self._period)[1])
 
     def process(self, timestamps: NDArray[np.float64]) -> NDArray[np.float64]:
         """Return the dejittered timestamps of the next samples (one per element of ``timestamps``).
@@ -130,57 +123,12 @@ class Dejitter:
         Returns
         -------
         ndarray of float64, shape (n,)
-            The fitted line evaluated at each sample's index, using every sample up to and including it.
+            The fitted line evaluated at each sample's index, using every sample up to and including it (fitted
+            in blocks of 50 ms of samples, so a sample's fitted time uses at most that much later data).
         """
-        out = np.empty(len(timestamps), dtype=np.float64)
-        if len(timestamps) == 0:
-            return out
-        start = 0
-        while start < len(timestamps):
-            if not self._started:
-                self._started = True
-                self._t_ref = float(timestamps[start])
-                self._add(timestamps[start:start + 1])
-                out[start] = timestamps[start]
-                start += 1
-                continue
-            a, b = self._line()
-            first_residual = float(timestamps[start]) - (self._t_ref + a + b)
-            if abs(first_residual) > self.reset_after:
-                self.resets += 1
-                self.reset()
-                continue
-            # fit block by block so that no sample's fitted time uses stamps that came after it by much
-            stop = min(len(timestamps), start + max(1, round(0.05 * self.sfreq)))
-            block = timestamps[start:stop]
-            self._add(block)
-            a, b = self._line()
-            m = len(block)
-            out[start:stop] = self._t_ref + a + b * np.arange(-(m - 1), 1, dtype=np.float64)
-            start = stop
+        ts = np.ascontiguousarray(timestamps, dtype=np.float64)
+        out = np.empty(ts.shape[0], dtype=np.float64)
+        if ts.shape[0]:
+            _kernel.dejitter(ts, out, self._state, self._decay, self._prior, self._period, self.reset_after,
+                             self._block)
         return out
-
-    def _add(self, block: NDArray[np.float64]) -> None:
-        """Add consecutive samples; re-centre the sums on the newest one."""
-        m = len(block)
-        # shift existing x by −m (their distance to the new newest sample) and decay them by decay**m
-        shift = float(m)
-        decay = self._decay ** m
-        s0, sx, sxx = self._s0, self._sx, self._sxx
-        sy, sxy = self._sy, self._sxy
-        sxx = sxx - 2 * shift * sx + shift * shift * s0
-        sxy = sxy - shift * sy
-        sx = sx - shift * s0
-        x = np.arange(-(m - 1), 1, dtype=np.float64)
-        w = self._decay ** (-x)  # newest weight 1
-        y = block - self._t_ref
-        self._s0 = decay * s0 + float(w.sum())
-        self._sx = decay * sx + float(w @ x)
-        self._sxx = decay * sxx + float(w @ (x * x))
-        self._sy = decay * sy + float(w @ y)
-        self._sxy = decay * sxy + float(w @ (x * y))
-        # move the time reference to the current fitted value at x = 0 to keep y small
-        a, _ = self._line()
-        self._sy -= a * self._s0
-        self._sxy -= a * self._sx
-        self._t_ref += a

@@ -53,7 +53,8 @@ class FusionModel(nn.Module):
     dropout : float
         Dropout probability in the head.
     calibrated_hidden : int | None
-        Hidden size of a second head that reads embeddings centred on the person's baseline (None: no such head).
+        Hidden size of a second head that reads embeddings centred on the person's baseline (None: no such head;
+        0: a linear head).
 
     Notes
     -----
@@ -293,12 +294,20 @@ def parse_architecture(arch: Mapping[str, Any], n_outputs: int | None = None) ->
         cal = arch["calibrated_head"]
         if not isinstance(cal, Mapping) or set(cal) != {"hidden"}:
             raise ValueError(f"architecture.calibrated_head must be a table with one key, hidden; got {cal!r}.")
-        calibrated_hidden = _positive_int(cal["hidden"], "architecture.calibrated_head.hidden")
+        calibrated_hidden = cal["hidden"]
+        if isinstance(calibrated_hidden, bool) or not isinstance(calibrated_hidden, int) or calibrated_hidden < 0:
+            raise ValueError("architecture.calibrated_head.hidden must be a whole number >= 0 (0: a linear head, "
+                             f"a logistic regression), got {calibrated_hidden!r}.")
     return FusionArchitecture((eeg, ecg), n_outputs, hidden, float(dropout), calibrated_hidden)
 
 
 def make_head(hidden: int, dropout: float, n_outputs: int) -> nn.Sequential:
-    """Build the fusion head: ``[eeg_emb, ecg_emb, flags] (402) -> hidden -> ELU -> dropout -> n_outputs``."""
+    """Build the fusion head: ``[eeg_emb, ecg_emb, flags] (402) -> hidden -> ELU -> dropout -> n_outputs``.
+
+    ``hidden = 0`` gives a linear head, ``402 -> n_outputs`` (what a logistic regression fits).
+    """
+    if hidden == 0:
+        return nn.Sequential(nn.Linear(len(MODALITIES) * EMBED_DIM + len(MODALITIES), n_outputs))
     return nn.Sequential(
         nn.Linear(len(MODALITIES) * EMBED_DIM + len(MODALITIES), hidden),
         nn.ELU(),

@@ -11,6 +11,7 @@ arrive at all.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -31,6 +32,10 @@ __all__ = ["ModalityStream", "Session", "Window"]
 log = logging.getLogger(__name__)
 
 
+#: Raw-domain counts of a window for its quality score, or a function that reads them when the score is computed.
+CountsSource = WindowCounts | None | Callable[[], WindowCounts | None]
+
+
 @dataclass(slots=True)
 class Window:
     """Model-ready inputs of one session for one hop.
@@ -49,8 +54,9 @@ class Window:
     inputs: dict[Modality, NDArray[np.float32]]
     trace: Trace = field(default_factory=Trace)
     quality: dict[Modality, float] = field(default_factory=dict)
-    #: per modality: the window as (C, n) in model units (the data of ``inputs``), and its raw-domain counts
-    quality_inputs: list[tuple[Modality, NDArray[np.float32], WindowCounts | None]] = field(default_factory=list)
+    #: per modality: the window as (C, n) in model units (the data of ``inputs``), and its raw-domain counts (or
+    #: a function reading them)
+    quality_inputs: list[tuple[Modality, NDArray[np.float32], CountsSource]] = field(default_factory=list)
     scale_uv: float = 100.0
     quality_sfreq: float = 200.0
     line_freqs: tuple[float, ...] = (50.0, 60.0)
@@ -71,7 +77,8 @@ class Window:
         if not self._quality_claimed.acquire(blocking=False):
             return
         try:
-            for modality, x, counts in self.quality_inputs:
+            for modality, x, source in self.quality_inputs:
+                counts = source() if callable(source) else source
                 raw = x.T * np.float32(self.scale_uv)  # (n, C) µV
                 self.quality[modality] = assess(raw, self.quality_sfreq, counts, line_freqs=self.line_freqs).score
         finally:
@@ -99,6 +106,12 @@ class ModalityStream:
         self.newest_raw = math.nan
         self.last_received = math.nan
         self.last_dsp_done = math.nan
+
+
+def _window_counts(stream: ModalityStream, t_end: float, n: int) -> WindowCounts | None:
+    """Raw-domain counts of the window ending at ``t_end``, read under the stream's lock (None once overwritten)."""
+    with stream.lock:
+        return stream.processor.window_counts(t_end, n)
 
 
 WindowSink = Callable[[Window], None]
@@ -262,7 +275,7 @@ class Session:
 
     def _cut(self, t_end: float, present: list[ModalityStream], trigger: ModalityStream | None) -> Window | None:
         inputs: dict[Modality, NDArray[np.float32]] = {}
-        pending: list[tuple[Modality, NDArray[np.float32], WindowCounts | None]] = []
+        pending: list[tuple[Modality, NDArray[np.float32], CountsSource]] = []
         for stream in present:
             with stream.lock:
                 # 1 µs of slack: a sample stamped at t_end up to float rounding belongs to the window
@@ -274,9 +287,9 @@ class Session:
                     continue  # the stream has a hole at t_end (it stopped and came back): missing here
                 # (n, C) µV → (C, n) in model units, in one pass over the ring (this copy frees it for the writer)
                 x = np.multiply(data.T, np.float32(1.0 / self.scale_uv), dtype=np.float32, order="C")
-                counts = stream.processor.window_counts(t_end + 1e-6, self.n_samples)
-            # quality reads this copy back in µV later, off the latency path (see Window.score_quality)
-            pending.append((stream.modality, x, counts))
+            # quality reads this copy back in µV later, and the raw-domain counts then, off the latency path
+            pending.append((stream.modality, x, functools.partial(_window_counts, stream, t_end + 1e-6,
+                                                                  self.n_samples)))
             inputs[stream.modality] = x.reshape(x.shape[0], self.n_patches, -1)  # (C, N, 200), a view
         if not inputs:
             return None

@@ -158,8 +158,11 @@ def register(sub: Any) -> None:
     cal.add_argument("--data", required=True, type=Path, help="EEGMAT folder of EDFs")
     cal.add_argument("--out", required=True, type=Path, help="model folder to write")
     cal.add_argument("--calibrate", type=float, default=60.0, metavar="S", help="baseline length (s of rest)")
-    cal.add_argument("--hidden", type=int, default=129, help="hidden units of the calibrated head")
-    cal.add_argument("--epochs", type=int, default=150)
+    cal.add_argument("--hidden", type=int, default=0,
+                     help="hidden units of the calibrated head (0, the default: a logistic regression)")
+    cal.add_argument("--epochs", type=int, default=150, help="epochs of an MLP head (--hidden > 0)")
+    cal.add_argument("--finetune-epochs", type=int, default=0,
+                     help="then train the encoders and both heads on centred embeddings for this many epochs")
     cal.add_argument("--seed", type=int, default=0)
     cal.add_argument("--cache", type=Path, default=None, help="cache folder for preprocessed signals")
     cal.set_defaults(handler=_cmd_calibrate_head)
@@ -244,15 +247,16 @@ def _cmd_finetune(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_calibrate_head(args: argparse.Namespace, out: TextIO) -> int:
-    from rt_physio.training.calibrated_head import train_calibrated_head
+    from rt_physio.training.calibrated_head import CalibratedFinetune, train_calibrated_head
 
     result, sha256 = train_calibrated_head(args.model, args.data, args.out, seconds=args.calibrate,
                                            hidden=args.hidden, epochs=args.epochs, seed=args.seed, cache=args.cache,
-                                           command=_command_line())
+                                           command=_command_line(),
+                                           finetune=CalibratedFinetune(epochs=args.finetune_epochs))
     for key, res in result.validation.items():
         out.write(f"validation calibrated {key:8s} n={res['n_windows']:<4d} bal-acc {res['balanced_accuracy']:.4f}  "
                   f"auroc {res['auroc']:.4f}\n")
-    out.write(f"wrote {args.out} (epoch {result.epoch}, weights sha256 {sha256})\n")
+    out.write(f"wrote {args.out} (weights sha256 {sha256})\n")
     return 0
 
 

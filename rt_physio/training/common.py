@@ -28,6 +28,7 @@ __all__ = [
     "ENCODER_FILE",
     "ENCODER_META",
     "cosine_lambda",
+    "embed_present",
     "encoder_config_from_state",
     "forward_present",
     "load_encoder_init",
@@ -133,7 +134,16 @@ def forward_present(model: FusionModel, inputs: Mapping[str, Tensor], present: T
     Tensor
         ``(B, n_outputs)`` logits.
     """
-    flags = present.bool()
+    eeg_emb, ecg_emb, flags = embed_present(model, inputs, present)
+    return model.fuse(eeg_emb, ecg_emb, flags)
+
+
+def embed_present(model: FusionModel, inputs: Mapping[str, Tensor], present: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Pooled embeddings ``(B, 200)`` per modality (zeros where absent) and the float flags ``(B, 2)`` actually used.
+
+    As :func:`forward_present`, without the head.
+    """
+    flags = present.bool().clone()
     ref = next(iter(inputs.values()))
     bsz = flags.shape[0]
     embs: list[Tensor] = []
@@ -149,7 +159,7 @@ def forward_present(model: FusionModel, inputs: Mapping[str, Tensor], present: T
             elif rows.numel():
                 emb = emb.index_copy(0, rows, enc(x[rows]).mean(dim=(1, 2)))
         embs.append(emb)
-    return model.fuse(embs[0], embs[1], flags.to(ref.dtype))
+    return embs[0], embs[1], flags.to(ref.dtype)
 
 
 def batch_tensors(batch: Batch, device: torch.device) -> tuple[dict[str, Tensor], Tensor, Tensor]:

@@ -33,13 +33,14 @@ _METRICS = ("balanced_accuracy", "auroc", "f1", "auc_pr")
 
 def crossval_fusion(data: str | Path, out: str | Path, *, fold_size: int = 4, epochs: int = 6,
                     calibrate: float = 60.0, seed: int = 0, threads: int | None = None,
-                    cache: Path | None = None, **finetune_options: Any) -> dict[str, Any]:
+                    cache: Path | None = None, calibrated_hidden: int = 0, calibrated_finetune_epochs: int = 0,
+                    **finetune_options: Any) -> dict[str, Any]:
     """Run the cross-validation described in the module docstring; returns the report (per fold and summary).
 
     ``finetune_options`` go to :class:`~rt_physio.training.finetune.FinetuneConfig` (e.g. smaller encoders).
     """
     from rt_physio.nn.registry import load_model
-    from rt_physio.training.calibrated_head import train_calibrated_head
+    from rt_physio.training.calibrated_head import CalibratedFinetune, train_calibrated_head
     from rt_physio.training.datasets.eegmat import find_eegmat_files
     from rt_physio.training.evaluate import evaluate
     from rt_physio.training.finetune import FinetuneConfig, finetune
@@ -61,6 +62,8 @@ def crossval_fusion(data: str | Path, out: str | Path, *, fold_size: int = 4, ep
                                     cache=str(cache) if cache else None, **finetune_options), progress=False)
         if not (cal_dir / "model.toml").is_file():
             train_calibrated_head(model_dir, data, cal_dir, seconds=calibrate, seed=seed, cache=cache,
+                                  hidden=calibrated_hidden,
+                                  finetune=CalibratedFinetune(epochs=calibrated_finetune_epochs),
                                   train_subjects=train, val_subjects=val)
         plain = evaluate(model_dir, data, subjects=list(held), skip_baseline=calibrate, threads=threads, cache=cache)
         calibrated = evaluate(cal_dir, data, subjects=list(held), calibrate=calibrate, threads=threads, cache=cache)
@@ -78,6 +81,7 @@ def crossval_fusion(data: str | Path, out: str | Path, *, fold_size: int = 4, ep
                 "sd_over_folds": {m: float(np.nanstd(v)) for m, v in values.items()},
             }
     return {"fold_size": fold_size, "n_folds": len(folds), "subjects": subjects, "epochs": epochs,
+            "calibrated_head_hidden": calibrated_hidden, "calibrated_finetune_epochs": calibrated_finetune_epochs,
             "calibrate_seconds": calibrate, "seed": seed, "summary": summary, "folds": per_fold}
 
 
@@ -103,10 +107,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument("--calibrated-hidden", type=int, default=0,
+                        help="hidden units of the calibrated head (0: logistic regression)")
+    parser.add_argument("--calibrated-finetune-epochs", type=int, default=0,
+                        help="then train encoders and heads on centred embeddings for this many epochs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     report = crossval_fusion(args.data, args.out, fold_size=args.fold_size, epochs=args.epochs,
-                             calibrate=args.calibrate, seed=args.seed, threads=args.threads, cache=args.cache)
+                             calibrate=args.calibrate, seed=args.seed, threads=args.threads, cache=args.cache,
+                             calibrated_hidden=args.calibrated_hidden,
+                             calibrated_finetune_epochs=args.calibrated_finetune_epochs)
     report["command"] = "python -m rt_physio.training.crossval " + " ".join(argv or [])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(json_safe(report), indent=2) + "\n")
