@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-batch", type=int, metavar="N", help="largest batch across sessions (default: 64)")
     run.add_argument("--max-wait-ms", type=float, metavar="MS",
                      help="longest a window waits for others of its shape to batch with (default: 2)")
+    run.add_argument("--no-inline", dest="inline", action="store_const", const=False, default=None,
+                     help="run every window on the executor thread (default: a lone session's window runs on the "
+                          "thread that cut it, on a CPU with one torch thread; saves a thread hand-over)")
     run.add_argument("--insecure", action="store_true", default=None,
                      help="allow publishing on a non-loopback address without encryption")
     run.add_argument("--record", metavar="DIR",
@@ -136,6 +139,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         "threads": args.threads,
         "backend": args.backend, "precision": args.precision, "max_batch": args.max_batch,
         "max_wait_ms": args.max_wait_ms, "control": args.control, "calibrate_s": args.calibrate,
+        "inline": args.inline,
     }
     overrides = {k: v for k, v in options.items() if v is not None}
     if args.eeg is not None or args.ecg is not None or args.session is not None:

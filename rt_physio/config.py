@@ -97,6 +97,7 @@ class EngineConfig:
     max_wait_ms: float = 2.0
     control: str | None = None  # zmq://HOST:PORT of the control REP server; None: no ZeroMQ control channel
     calibrate_s: float | None = None  # the first S seconds of each session are the person's baseline; None: none
+    inline: bool | None = None  # run a lone session's window on the thread that cut it; None: on a 1-thread CPU
 
     def __post_init__(self) -> None:
         if not self.sessions:
@@ -132,6 +133,8 @@ class EngineConfig:
             raise ConfigError(f"The 'max_batch' parameter must be in [1, 1024], got {self.max_batch}.")
         if not 0 <= self.max_wait_ms <= 1000:
             raise ConfigError(f"The 'max_wait_ms' parameter must be in [0, 1000] ms, got {self.max_wait_ms}.")
+        if self.inline is not None and not isinstance(self.inline, bool):
+            raise ConfigError(f"The 'inline' parameter must be true or false, got {self.inline!r}.")
         if self.calibrate_s is not None and not self.window_s <= self.calibrate_s <= 3600:
             raise ConfigError(f"The 'calibrate' parameter must be between the window length ({self.window_s:g} s) and "
                               f"3600 s, got {self.calibrate_s}.")
@@ -157,13 +160,14 @@ def load_engine_config(path: Path, **overrides: Any) -> EngineConfig:
 
     Top-level keys mirror the ``rt-physio run`` options (``model``, ``device``, ``window``, ``hop``,
     ``publish``, ``duration``, ``line_freq``, ``missing_after``, ``resolve_timeout``, ``insecure``, ``record``,
-    ``threads``, ``backend``, ``precision``, ``max_batch``, ``max_wait_ms``, ``control``, ``calibrate``);
+    ``threads``, ``backend``, ``precision``, ``max_batch``, ``max_wait_ms``, ``control``, ``calibrate``,
+    ``inline``);
     each ``[[sessions]]`` table has ``id``, ``eeg`` and ``ecg``.
     """
     raw = load_toml(path)
     known = {"model", "device", "window", "hop", "publish", "duration", "line_freq", "missing_after",
              "resolve_timeout", "insecure", "record", "threads", "backend", "precision", "max_batch", "max_wait_ms",
-             "control", "calibrate", "sessions"}
+             "control", "calibrate", "inline", "sessions"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; valid keys: {sorted(known)}.")

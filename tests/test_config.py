@@ -32,6 +32,7 @@ def test_config_file_with_sessions_and_overrides(tmp_path: Path) -> None:
     ("[[sessions]]\nid = 'a'\neeg = 'x'\n[[sessions]]\nid = 'a'\necg = 'y'\n", "unique"),
     ("hop = [\n", "invalid TOML"),
     ("line_freq = 55\n", "50 or 60"),
+    ("inline = 'yes'\n", "'inline' parameter must be true or false"),
 ])
 def test_bad_config_files_name_the_problem(tmp_path: Path, text: str, match: str) -> None:
     path = tmp_path / "bad.toml"
@@ -45,3 +46,15 @@ def test_defaults_are_the_synthetic_demo() -> None:
     assert config.sessions == (SessionConfig("default", "synthetic", "synthetic"),)
     assert config.publish == ("zmq://127.0.0.1:5556",)
     assert (config.window_s, config.hop_s) == (5.0, 1.0)
+
+
+def test_run_to_completion_can_be_switched_off_in_the_file_or_on_the_command_line(tmp_path: Path) -> None:
+    from rt_physio.cli import build_parser
+
+    path = tmp_path / "engine.toml"
+    path.write_text("inline = false\n[[sessions]]\nid = 'a'\neeg = 'synthetic'\n")
+    assert load_engine_config(path).inline is False
+    assert load_engine_config(path, inline=None).inline is False  # an absent command-line flag changes nothing
+    args = build_parser().parse_args(["run", "--no-inline"])
+    assert args.inline is False
+    assert build_parser().parse_args(["run"]).inline is None  # default: decided by the executor (device, threads)

@@ -153,7 +153,7 @@ class Engine:
             self.executor = InferenceExecutor(
                 self.model, self._on_result, device=config.device, threads=config.threads,
                 backend=config.backend, precision=config.precision,  # type: ignore[arg-type]  # validated
-                max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1e3)
+                max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1e3, inline=config.inline)
             self._setup_calibration()
             if config.record is not None:
                 self.recorder = self._make_recorder(config.record)
