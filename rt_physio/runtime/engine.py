@@ -319,8 +319,9 @@ class Engine:
                     self.executor.warm_up(dict(subset), repeats=1)
         self.executor.start()
         # Everything allocated so far (model, traces, modules) lives as long as the engine: move it out of the
-        # cyclic collector's reach, so that a full collection on the live path scans only what is new.
-        gc.collect()
+        # cyclic collector's reach, so that a full collection on the live path scans only what is new. No
+        # gc.collect() first: it runs the finalizers of start-up garbage here, and one of them (an LSL object left
+        # in a reference cycle) blocked this thread for over 9 s in 1 of ~10 replay runs, before any source started.
         gc.freeze()
         for session_id, session in self.sessions.items():
             session.start()

@@ -57,6 +57,45 @@ def test_latency_benchmark_end_to_end(tmp_path: Path) -> None:
     assert "fixed-tick" in latency.format_table(result)
 
 
+@pytest.mark.slow
+def test_latency_benchmark_on_a_real_device_stream_uses_its_own_timestamps() -> None:
+    """``--eeg lsl:NAME``: no harness; e2e runs from the window's end on the device's (LSL-corrected) clock."""
+    import threading
+    import time
+    import uuid
+
+    import numpy as np
+    import pylsl
+
+    name = f"rtp-device-{uuid.uuid4().hex[:6]}"
+    fs, chunk = 128.0, 8
+    outlet = pylsl.StreamOutlet(pylsl.StreamInfo(name, "EEG", 14, fs, "float32", f"sid-{name}"))
+    stop = threading.Event()
+
+    def device() -> None:  # a headset's app: chunks stamped with the sampling time of each sample
+        rng = np.random.default_rng(0)
+        t0, k = pylsl.local_clock(), 0
+        while not stop.is_set():
+            due = t0 + (k + chunk) / fs
+            time.sleep(max(0.0, due - pylsl.local_clock()))
+            stamps = t0 + (k + 1 + np.arange(chunk)) / fs
+            outlet.push_chunk(rng.normal(0, 20, (chunk, 14)).astype(np.float32), stamps.tolist())
+            k += chunk
+
+    thread = threading.Thread(target=device, daemon=True)
+    thread.start()
+    try:
+        result = latency.run_latency_benchmark(duration=3, window=2, hop=0.5, eeg=f"lsl:{name}", ecg="none")
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert result["harness"] is False and "baseline_tick_ms" not in result  # baselines need the harness
+    assert result["n_predictions"] >= 5
+    # the window's last sample exists at t_end, so e2e covers at least the forward pass, and stays far below a hop
+    assert result["infer_ms"]["p50"] <= result["e2e_ms"]["p50"] < 500
+    assert "acquire" in result["stages_ms"]
+
+
 def test_latency_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["bench", "latency", "--sessions", "x"])
