@@ -320,8 +320,8 @@ class Engine:
         self.executor.start()
         # Everything allocated so far (model, traces, modules) lives as long as the engine: move it out of the
         # cyclic collector's reach, so that a full collection on the live path scans only what is new. No
-        # gc.collect() first: it runs the finalizers of start-up garbage here, and one of them (an LSL object left
-        # in a reference cycle) blocked this thread for over 9 s in 1 of ~10 replay runs, before any source started.
+        # gc.collect() first: it runs the finalizers of start-up garbage on this thread, and in one replay run
+        # that collection blocked for over 9 s, before any source had started.
         gc.freeze()
         for session_id, session in self.sessions.items():
             session.start()
