@@ -50,12 +50,9 @@ def embed_windows(module: FusionModel, windows: WindowDataset, batch_size: int =
     for start in range(0, len(windows), batch_size):
         idx = np.arange(start, min(start + batch_size, len(windows)))
         batch = windows.batch(idx)
-        for k, (m, enc) in enumerate(zip(MODALITIES, encoders, strict=True)):
-            rows = np.flatnonzero(present[idx, k])
-            if enc is None or m not in batch.inputs or rows.size == 0:
-                continue
-            x = torch.from_numpy(batch.inputs[m][rows])
-            feats[idx[rows], k * EMBED_DIM:(k + 1) * EMBED_DIM] = enc(x).mean(dim=(1, 2)).numpy()
+        inputs = {m: torch.from_numpy(x) for m, x in batch.inputs.items()}
+        eeg_emb, ecg_emb, _ = embed_present(module, inputs, torch.from_numpy(present[idx]))
+        feats[idx] = torch.cat((eeg_emb, ecg_emb), dim=1).numpy()
     return feats, present
 
 
