@@ -91,6 +91,7 @@ class _Link:
         self.first_error: BaseException | None = None
         self.down_since: float | None = None
         self.control_errors = 0  # control messages that were not valid commands
+        self.control_dropped = 0  # control messages dropped because the inbox was full
 
 
 class _ConnectionLost(aiomqtt.MqttError):
@@ -214,6 +215,14 @@ class MqttPublisher:
     def control_errors(self) -> int:
         """Control messages answered with an error because they were not valid commands."""
         return sum(link.control_errors for link in self._links.values())
+
+    def drop_counts(self, session_id: str) -> dict[str, int]:
+        """Return ``session_id``'s losses: predictions and incoming control messages dropped.
+
+        ``mqtt``: predictions dropped from its full buffer; ``mqtt_control``: commands dropped from its full inbox.
+        """
+        link = self._links[session_id]
+        return {"mqtt": link.queue.dropped, "mqtt_control": link.control_dropped}
 
     def prediction(self, session_id: str, payload: bytes) -> None:
         """Queue a prediction for ``pred`` and make it the retained ``state``; never blocks."""

@@ -1,8 +1,9 @@
 """Record raw streams and predictions to disk, crash-safely, off the hot path; read recordings back.
 
 Writing (``rt-physio run --record DIR``): :class:`Recorder` makes a new folder ``DIR/<UTC start>`` per run. The
-engine hands it every raw chunk (before any filtering) and every prediction; both calls only append to a bounded
-queue (drops counted and logged) and a writer thread does the I/O.
+engine hands it every raw chunk (before any filtering) and every prediction; both calls only append to a queue
+bounded in items and in bytes (when the disk stalls, the oldest queued data are dropped, counted per session and
+logged) and a writer thread does the I/O.
 
 Layout of one recording::
 
@@ -29,7 +30,7 @@ start with ``_`` so Parquet tools that read a folder (pandas, pyarrow.dataset, S
 instant on the engine clock and in Unix time: ``wall = t + t0_wall - t0_local``), ``model``, ``window_s``,
 ``hop_s``, and ``sessions``: ``{session: {"streams": {modality: {"name", "source_id", "sfreq",
 "channel_names", "units", "columns"}}, "outputs": [...]}}``; after a clean stop also ``t_stop_local``,
-``chunks``, ``predictions``, ``dropped``, ``write_errors``.
+``chunks``, ``predictions``, ``dropped``, ``dropped_by_session``, ``write_errors``.
 
 Reading (for analysis and for ``rt-physio replay``)::
 
@@ -52,6 +53,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,12 +150,25 @@ class _Table:
         self.k += 1
 
 
+_ITEM_OVERHEAD = 256  # bytes of a queued item besides its arrays (objects, references)
+_PREDICTION_BYTES = 4096  # a queued prediction: the object and the message it becomes, generously
+
+
 @dataclass(slots=True)
 class _Item:
     key: tuple[str, str]
     data: NDArray[np.float32] | None = None
     timestamps: NDArray[np.float64] | None = None
     prediction: Prediction | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the item holds while it waits in the queue (about)."""
+        if self.prediction is not None:
+            return _PREDICTION_BYTES
+        arrays = (self.data.nbytes if self.data is not None else 0) + (
+            self.timestamps.nbytes if self.timestamps is not None else 0)
+        return _ITEM_OVERHEAD + arrays
 
 
 class Recorder:
@@ -175,11 +190,15 @@ class Recorder:
         Length of one Parquet segment (wall-clock seconds of recording).
     queue_size : int
         Chunks/predictions waiting for the writer before the oldest is dropped (and counted).
+    queue_bytes : int
+        Bytes of chunks/predictions waiting for the writer before the oldest is dropped (and counted); the
+        default, 64 MiB, holds about two minutes of four sessions of 64-channel EEG at 500 Hz while the disk
+        stalls.
     """
 
     def __init__(self, root: str | os.PathLike[str], streams: Mapping[str, Mapping[Modality, StreamInfo]],
                  outputs: Sequence[str], *, info: Mapping[str, Any] | None = None, flush_s: float = 0.25,
-                 segment_s: float = 60.0, queue_size: int = 65536) -> None:
+                 segment_s: float = 60.0, queue_size: int = 65536, queue_bytes: int = 64 << 20) -> None:
         if not 0 < flush_s <= 1.0:
             raise ValueError(f"The 'flush_s' parameter must be in (0, 1] s, got {flush_s}.")
         if segment_s < flush_s:
@@ -189,7 +208,9 @@ class Recorder:
             raise ConfigError(f"Session id(s) {bad} cannot name a folder of the recording.")
         self.path = _new_folder(Path(root))
         self.flush_s = flush_s
-        self._queue: DropOldestQueue[_Item] = DropOldestQueue(queue_size)
+        self._dropped_by_session: Counter[str] = Counter()
+        self._queue: DropOldestQueue[_Item] = DropOldestQueue(
+            queue_size, max_bytes=queue_bytes, size=lambda item: item.nbytes, on_drop=self._count_drop)
         self._outputs = list(outputs)
         self._tables: dict[tuple[str, str], _Table] = {}
         sessions: dict[str, Any] = {}
@@ -224,8 +245,20 @@ class Recorder:
 
     @property
     def dropped(self) -> int:
-        """Items dropped because the writer fell behind (disk too slow or stalled)."""
+        """Items dropped because the writer fell behind (disk too slow or stalled), all sessions."""
         return self._queue.dropped
+
+    def dropped_for(self, session: str) -> int:
+        """Items of ``session`` (raw chunks and predictions) dropped because the writer fell behind."""
+        return self._dropped_by_session.get(session, 0)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes waiting for the writer now (bounded by ``queue_bytes``)."""
+        return self._queue.bytes
+
+    def _count_drop(self, item: _Item) -> None:  # under the queue's lock: producers of every session call put
+        self._dropped_by_session[item.key[0]] += 1
 
     # -- producers (any thread, never block) ---------------------------------------------------------------------
     def record_chunk(self, session: str, modality: Modality, chunk: Chunk) -> None:
@@ -327,7 +360,8 @@ class Recorder:
                 self.write_errors += 1
                 log.exception("recorder: could not seal %s/%s (its journal stays readable)", *key)
         self.meta.update(complete=True, t_stop_local=local_clock(), chunks=self.chunks,
-                         predictions=self.predictions, dropped=self.dropped, write_errors=self.write_errors)
+                         predictions=self.predictions, dropped=self.dropped,
+                         dropped_by_session=dict(self._dropped_by_session), write_errors=self.write_errors)
         try:
             write_json_atomic(self.path / META_FILE, self.meta)
         except OSError:

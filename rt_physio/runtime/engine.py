@@ -135,6 +135,7 @@ class Engine:
         self.recorder: Recorder | None = None
         self.control: ControlServer | None = None
         self.sessions: dict[str, Session] = {}
+        self._drop_counters: dict[str, Callable[[], int]] = {}  # outside parts' drops (the CLI's line printer)
         self._stopped = False
         self.started_at = float("nan")  # set by start(); control commands wait for it
         # seconds per prediction to encode it and hand it to every publisher and the recorder (after the trace's
@@ -250,6 +251,42 @@ class Engine:
         }
         for publisher in self.publishers:
             publisher.status(session_id, message)
+
+    def count_drops(self, name: str, counter: Callable[[], int]) -> None:
+        """Report an outside part's drops (e.g. the CLI's line printer) under ``name`` in :meth:`drop_counts`.
+
+        ``counter()`` is called on whatever thread asks for the counts: it must be cheap and never block.
+        """
+        self._drop_counters[name] = counter
+
+    def drop_counts(self, session_id: str) -> dict[str, int]:
+        """Every loss that concerns ``session_id``, by where it happened (for the status message).
+
+        Keys, always present (0 where that part is not in use): ``executor`` (this session's windows dropped
+        because inference fell behind), ``recorder`` (chunks and predictions the recorder's writer had no room
+        for), ``zmq`` (messages ZeroMQ refused, all sessions: they share the socket), ``mqtt`` (this session's
+        predictions dropped from full MQTT buffers), ``mqtt_control`` (this session's incoming control messages
+        dropped from a full inbox) and ``nonfinite_outputs`` (this session's windows whose model output was not
+        finite: published without outputs); then one key per :meth:`count_drops` counter (``printer``: lines the
+        CLI could not print, all sessions).
+        """
+        counts = {"executor": 0, "recorder": 0, "zmq": 0, "mqtt": 0, "mqtt_control": 0, "nonfinite_outputs": 0}
+        executor = getattr(self, "executor", None)  # None while the engine is being built
+        if executor is not None:
+            counts["executor"] = executor.dropped_by_session.get(session_id, 0)
+            counts["nonfinite_outputs"] = executor.nonfinite_by_session.get(session_id, 0)
+        if self.recorder is not None:
+            counts["recorder"] = self.recorder.dropped_for(session_id)
+        for publisher in self.publishers:
+            per_session = getattr(publisher, "drop_counts", None)
+            if per_session is not None:  # MQTT: one buffer and one control inbox per session
+                for key, n in per_session(session_id).items():
+                    counts[key] = counts.get(key, 0) + n
+            else:  # ZeroMQ: one socket for every session
+                counts["zmq"] += publisher.dropped
+        for name, counter in self._drop_counters.items():
+            counts[name] = counter()
+        return counts
 
     def handle_control(self, session_id: str, command: Mapping[str, Any]) -> dict[str, Any]:
         """Carry out one control command for a session (called on a transport thread)."""

@@ -24,6 +24,7 @@ import logging
 import os
 import queue
 import threading
+from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -169,6 +170,9 @@ class InferenceExecutor:
         self._quality_thread = threading.Thread(target=self._score_quality, name="quality", daemon=True)
         self.completed = 0
         self.failed = 0
+        self.dropped_by_session: Counter[str] = Counter()  # windows dropped because inference fell behind
+        self.nonfinite_by_session: Counter[str] = Counter()  # windows whose model output was NaN or infinite
+        self._counts_lock = threading.Lock()  # sessions' threads drop windows concurrently
         self.batches = 0
         self.inline_batches = 0
 
@@ -228,6 +232,8 @@ class InferenceExecutor:
         if dropped is not None:
             old, old_future = dropped
             old_future.cancel()
+            with self._counts_lock:
+                self.dropped_by_session[old.session] += 1
             log.warning("executor: inference is behind, dropped window %s#%d (%d dropped so far)",
                         old.session, old.seq, self._queue.dropped)
         return future
