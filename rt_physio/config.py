@@ -7,15 +7,19 @@ checkout that holds this package (editable installs), and the copy packaged insi
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
-from dataclasses import dataclass
+import types
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from rt_physio.checks import check_number, show_value
 from rt_physio.errors import ConfigError
 
-__all__ = ["EngineConfig", "SessionConfig", "data_dirs", "load_engine_config", "load_toml"]
+__all__ = ["CALIBRATE_MAX_S", "EngineConfig", "SessionConfig", "check_fields", "config_key", "data_dirs",
+           "load_engine_config", "load_toml"]
 
 DataKind = Literal["drivers", "models"]
 
@@ -51,8 +55,94 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML ({exc}).") from exc
 
 
+# -- type checks, driven by the dataclass annotations -------------------------------------------------------------
+_KEY_OF = {"session_id": "id"}  # field names that differ from the user's key by more than the "_s" (seconds) suffix
+_TYPE_NAMES: dict[Any, tuple[str, str]] = {  # annotation: (one, several)
+    str: ("a string", "strings"), bool: ("true or false", "booleans"), int: ("an integer", "integers"),
+    float: ("a finite number", "finite numbers"),
+}
+
+
+def config_key(field_name: str) -> str:
+    """Return the key a user writes for a config field: ``window_s`` is ``window``, ``session_id`` is ``id``."""
+    return _KEY_OF.get(field_name, field_name.removesuffix("_s"))
+
+
+def _is_union(tp: Any) -> bool:
+    return get_origin(tp) in (Union, types.UnionType)
+
+
+def _describe(tp: Any, plural: bool = False) -> str:
+    if _is_union(tp):  # None is left out: it is what leaving the key out gives
+        return " or ".join(_describe(arg, plural) for arg in get_args(tp) if arg is not type(None))
+    if get_origin(tp) is tuple:
+        return f"a list of {_describe(get_args(tp)[0], plural=True)}"
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(arg) for arg in get_args(tp))
+    if tp in _TYPE_NAMES:
+        return _TYPE_NAMES[tp][plural]
+    if isinstance(tp, type):
+        return f"{tp.__name__} objects" if plural else f"a {tp.__name__}"
+    raise TypeError(f"config fields annotated {tp!r} have no type check: add one to rt_physio.config._conforms")
+
+
+def _conforms(value: Any, tp: Any) -> bool:
+    if _is_union(tp):
+        return any(_conforms(value, arg) for arg in get_args(tp))
+    if tp is type(None):
+        return value is None
+    if get_origin(tp) is tuple:
+        return isinstance(value, tuple) and all(_conforms(item, get_args(tp)[0]) for item in value)
+    if get_origin(tp) is Literal:
+        return any(type(value) is type(arg) and value == arg for arg in get_args(tp))
+    if tp is float:  # an integer is a number too (TOML's 2 for 2.0); booleans are not
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        try:
+            return math.isfinite(value)
+        except OverflowError:  # an integer beyond float range
+            return False
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(tp, type):
+        return isinstance(value, tp)
+    raise TypeError(f"config fields annotated {tp!r} have no type check")
+
+
+def _wants_float(tp: Any) -> bool:
+    return tp is float or (_is_union(tp) and float in get_args(tp))
+
+
+def _toml_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", tuple: "a list",
+             list: "a list", dict: "a table"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def check_fields(config: Any) -> None:
+    """Check every field of a config dataclass against its annotation; integers given for floats become floats.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key (as the user writes it), the expected type and the value, e.g. ``The 'insecure'
+        parameter must be true or false, got 'false' (a string).``
+    """
+    hints = get_type_hints(type(config))  # once per config built: cheap enough
+    for field in fields(config):
+        tp = hints[field.name]
+        value = getattr(config, field.name)
+        if not _conforms(value, tp):
+            shown = show_value(list(value) if isinstance(value, tuple) else value)
+            raise ConfigError(f"The {config_key(field.name)!r} parameter must be {_describe(tp)}, got {shown} "
+                              f"({_toml_type(value)}).")
+        if _wants_float(tp) and isinstance(value, int):
+            object.__setattr__(config, field.name, float(value))  # frozen: this is still construction
+
+
 # -- engine configuration ---------------------------------------------------------------------------------------
 DEFAULT_PUBLISH = "zmq://127.0.0.1:5556"
+CALIBRATE_MAX_S = 3600.0  # the longest baseline, from the command line, a config file or a control message
 _SESSION_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
@@ -65,6 +155,7 @@ class SessionConfig:
     ecg: str | None = "synthetic"
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if not self.session_id or not set(self.session_id) <= _SESSION_ID_CHARS or self.session_id in (".", ".."):
             raise ConfigError(
                 f"Session id {self.session_id!r} is invalid: use letters, digits, '-', '_' or '.' (it becomes part "
@@ -100,6 +191,7 @@ class EngineConfig:
     inline: bool | None = None  # run a lone session's window on the thread that cut it; None: on a 1-thread CPU
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if not self.sessions:
             raise ConfigError("No sessions configured.")
         ids = [s.session_id for s in self.sessions]
@@ -133,12 +225,12 @@ class EngineConfig:
             raise ConfigError(f"The 'max_batch' parameter must be in [1, 1024], got {self.max_batch}.")
         if not 0 <= self.max_wait_ms <= 1000:
             raise ConfigError(f"The 'max_wait_ms' parameter must be in [0, 1000] ms, got {self.max_wait_ms}.")
-        if self.inline is not None and not isinstance(self.inline, bool):
-            raise ConfigError(f"The 'inline' parameter must be true or false, got {self.inline!r}.")
-        if self.calibrate_s is not None and not self.window_s <= self.calibrate_s <= 3600:
-            raise ConfigError(f"The 'calibrate' parameter must be between the window length ({self.window_s:g} s) and "
-                              f"3600 s, got {self.calibrate_s}.")
-        if self.control is not None and (not isinstance(self.control, str) or not self.control.startswith("zmq://")):
+        if self.calibrate_s is not None:
+            try:  # at least one window long
+                check_number("calibrate", self.calibrate_s, **self.calibrate_range())
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        if self.control is not None and not self.control.startswith("zmq://"):
             raise ConfigError(
                 f"The 'control' parameter must be a zmq://HOST:PORT URL, e.g. zmq://127.0.0.1:5557, got "
                 f"{self.control!r} (MQTT commands need no option: they use the --publish mqtt:// connection)."
@@ -146,59 +238,72 @@ class EngineConfig:
         if self.control is not None and self.control.split("?", 1)[0] in (u.split("?", 1)[0] for u in self.publish):
             raise ConfigError(f"The 'control' URL {self.control!r} is also a --publish URL: give it its own port.")
 
+    def calibrate_range(self) -> dict[str, Any]:
+        """Bounds of a baseline's length in seconds, as :func:`~rt_physio.checks.check_number` keywords.
+
+        The same for ``--calibrate``, ``calibrate =`` and the ``calibrate`` control command.
+        """
+        return {"minimum": self.window_s, "maximum": CALIBRATE_MAX_S, "unit": "seconds"}
+
 
 def _spec_or_none(value: Any, where: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where} must be a source SPEC string (e.g. 'synthetic', 'lsl:MyHeadset'), got {value!r}.")
+        raise ConfigError(f"{where} must be a source SPEC string (e.g. 'synthetic', 'lsl:MyHeadset'), got "
+                          f"{show_value(value)}.")
     return None if value.lower() == "none" else value
+
+
+def _from_toml(value: Any, tp: Any) -> Any:
+    """Turn a TOML array into a tuple field's value; a lone string is a one-item list (``publish = "zmq://…"``)."""
+    if get_origin(tp) is tuple:
+        if isinstance(value, list):
+            return tuple(value)
+        if isinstance(value, str) and get_args(tp)[0] is str:
+            return (value,)
+    return value
 
 
 def load_engine_config(path: Path, **overrides: Any) -> EngineConfig:
     """Read an engine config TOML (see the README); keyword overrides (from the command line) win.
 
-    Top-level keys mirror the ``rt-physio run`` options (``model``, ``device``, ``window``, ``hop``,
-    ``publish``, ``duration``, ``line_freq``, ``missing_after``, ``resolve_timeout``, ``insecure``, ``record``,
-    ``threads``, ``backend``, ``precision``, ``max_batch``, ``max_wait_ms``, ``control``, ``calibrate``,
-    ``inline``);
-    each ``[[sessions]]`` table has ``id``, ``eeg`` and ``ecg``.
+    Top-level keys mirror the ``rt-physio run`` options and the :class:`EngineConfig` fields, without their
+    ``_s`` (seconds) suffix: ``model``, ``device``, ``window``, ``hop``, ``publish``, ``duration``, ``line_freq``,
+    ``missing_after``, ``resolve_timeout``, ``insecure``, ``record``, ``threads``, ``backend``, ``precision``,
+    ``max_batch``, ``max_wait_ms``, ``control``, ``calibrate``, ``inline``, …; each ``[[sessions]]`` table has
+    ``id``, ``eeg`` and ``ecg``. Every value is type-checked (:func:`check_fields`).
     """
     raw = load_toml(path)
-    known = {"model", "device", "window", "hop", "publish", "duration", "line_freq", "missing_after",
-             "resolve_timeout", "insecure", "record", "threads", "backend", "precision", "max_batch", "max_wait_ms",
-             "control", "calibrate", "inline", "sessions"}
-    unknown = sorted(set(raw) - known)
+    names = {config_key(f.name): f.name for f in fields(EngineConfig)}
+    unknown = sorted(set(raw) - set(names))
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown}; valid keys: {sorted(known)}.")
-    fields: dict[str, Any] = {}
-    renames = {"window": "window_s", "hop": "hop_s", "duration": "duration_s", "missing_after": "missing_after_s",
-               "resolve_timeout": "resolve_timeout_s", "calibrate": "calibrate_s"}
-    for key, value in raw.items():
-        if key == "sessions":
-            continue
-        if key == "publish":
-            value = (value,) if isinstance(value, str) else tuple(value)
-        fields[renames.get(key, key)] = value
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; valid keys: {sorted(names)}.")
+    hints = get_type_hints(EngineConfig)
+    values: dict[str, Any] = {names[key]: _from_toml(value, hints[names[key]])
+                              for key, value in raw.items() if key != "sessions"}
     sessions_raw = raw.get("sessions", [])
     if not isinstance(sessions_raw, list):
         raise ConfigError(f"{path}: 'sessions' must be an array of tables ([[sessions]]).")
+    session_keys = {config_key(f.name) for f in fields(SessionConfig)}
     sessions = []
     for i, entry in enumerate(sessions_raw):
+        where = f"{path}: sessions[{i}]"
         if not isinstance(entry, dict):
-            raise ConfigError(f"{path}: sessions[{i}] must be a table.")
-        bad = sorted(set(entry) - {"id", "eeg", "ecg"})
+            raise ConfigError(f"{where} must be a table.")
+        bad = sorted(set(entry) - session_keys)
         if bad:
-            raise ConfigError(f"{path}: sessions[{i}] has unknown key(s) {bad}; valid: id, eeg, ecg.")
-        sessions.append(SessionConfig(
-            session_id=str(entry.get("id", f"s{i}")),
-            eeg=_spec_or_none(entry.get("eeg"), f"{path}: sessions[{i}].eeg"),
-            ecg=_spec_or_none(entry.get("ecg"), f"{path}: sessions[{i}].ecg"),
-        ))
+            raise ConfigError(f"{where} has unknown key(s) {bad}; valid: {', '.join(sorted(session_keys))}.")
+        try:
+            sessions.append(SessionConfig(session_id=entry.get("id", f"s{i}"),
+                                          eeg=_spec_or_none(entry.get("eeg"), f"{where}.eeg"),
+                                          ecg=_spec_or_none(entry.get("ecg"), f"{where}.ecg")))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     if sessions:
-        fields["sessions"] = tuple(sessions)
-    fields.update({k: v for k, v in overrides.items() if v is not None})
+        values["sessions"] = tuple(sessions)
+    values.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return EngineConfig(**fields)
+        return EngineConfig(**values)
     except TypeError as exc:
         raise ConfigError(f"{path}: {exc}.") from exc

@@ -109,3 +109,28 @@ def test_models_command_lists_the_demo(capsys: pytest.CaptureFixture[str]) -> No
     out = capsys.readouterr().out
     assert "untrained-demo" in out
     assert "UNTRAINED" in out
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('insecure = "false"\n', "The 'insecure' parameter must be true or false, got 'false' (a string)."),
+    ("record = 5\n", "The 'record' parameter must be a string, got 5 (an integer)."),
+    ("device = 5\n", "The 'device' parameter must be a string, got 5 (an integer)."),
+    ("publish = [1]\n", "The 'publish' parameter must be a list of strings, got [1] (a list)."),
+])
+def test_wrongly_typed_config_values_exit_2_naming_key_type_and_value(capsys: pytest.CaptureFixture[str],
+                                                                       tmp_path: Path, text: str,
+                                                                       message: str) -> None:
+    path = tmp_path / "engine.toml"
+    path.write_text(text)
+    err = _run_error(capsys, "--config", str(path))
+    assert err == f"rt-physio: error: {message}\n"
+
+
+@pytest.mark.parametrize("argv", [["--duration", "inf"], ["--duration", "nan"], ["--hop", "1e999"],
+                                  ["--max-wait-ms", "nan"], ["--resolve-timeout", "inf"]])
+def test_non_finite_numbers_on_the_command_line_exit_2(argv: list[str]) -> None:
+    proc = subprocess.run([RT_PHYSIO, "run", *argv], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert f"argument {argv[0]}: expected a " in proc.stderr
+    assert f"finite number, got {argv[1]!r}" in proc.stderr
