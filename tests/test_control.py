@@ -69,6 +69,13 @@ def test_parse_command_returns_the_object() -> None:
     (b'{"cmd": "ping", "pad": "' + b"x" * MAX_COMMAND_BYTES + b'"}', "limit is 65536 bytes"),
     (b"[" * 100_000 + b"]" * 100_000, "limit is 65536 bytes"),
     (b"[" * 30_000 + b"]" * 30_000, "not JSON \\(nested too deeply\\)"),
+    # Python refuses to read an integer of more than 4300 digits (a ValueError json does not wrap)
+    (b'{"cmd": "calibrate", "seconds": ' + b"1" * 5000 + b"}", "an integer of 5000 digits; numbers in commands "
+                                                                 "have at most 30"),
+    (b'{"cmd": "ping", "id": -' + b"9" * 31 + b"}", "an integer of 31 digits"),
+    (b'{"cmd": "calibrate", "seconds": NaN}', "holds NaN, which is not a JSON number"),
+    (b'{"cmd": "calibrate", "seconds": -Infinity}', "holds -Infinity, which is not a JSON number"),
+    (b'{"cmd": "calibrate", "seconds": 1e400}', "holds the number '1e400', too large for a float"),
 ])
 def test_parse_command_names_what_is_wrong(payload: bytes, match: str) -> None:
     with pytest.raises(CommandError, match=match):

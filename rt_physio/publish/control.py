@@ -18,19 +18,24 @@ is answered, never propagated: a transport does not die because of a command.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
+from rt_physio.checks import show_value
 from rt_physio.errors import ConfigError
 from rt_physio.publish.zmq import ZmqUrl, bind_socket, parse_zmq_url
 
-__all__ = ["MAX_COMMAND_BYTES", "CommandError", "ControlHandler", "ControlServer", "encode_reply", "parse_command",
-           "parse_session_command", "run_command"]
+__all__ = ["MAX_COMMAND_BYTES", "MAX_DIGITS", "CommandError", "ControlHandler", "ControlInbox", "ControlServer",
+           "InboxStats", "OversizedMessage", "encode_reply", "parse_command", "parse_session_command", "run_command",
+           "too_large"]
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +48,12 @@ exception is logged with its traceback and answered as an internal error.
 """
 
 MAX_COMMAND_BYTES = 64 * 1024
+MAX_DIGITS = 30  # digits of an integer in a command (Python refuses to read more than 4300 at all)
 DEFAULT_CONTROL_URL = "zmq://127.0.0.1:5557"
 _TRANSPORT_KEYS = ("session", "id")  # taken out of the command before the handler sees it
-_RECEIVE_LIMIT = 1 << 20  # ZeroMQ drops a peer that sends more: bounds memory; 64 KiB-1 MiB is answered politely
+# ZeroMQ drops (disconnects) a peer that sends more: the memory bound. Anything from 64 KiB to this is received
+# and answered politely, so a client that sends a few megabytes by mistake learns why.
+_RECEIVE_LIMIT = 16 << 20
 
 
 class CommandError(ValueError):
@@ -58,21 +66,26 @@ def parse_command(payload: bytes) -> dict[str, Any]:
     Raises
     ------
     CommandError
-        Naming what was wrong: too large, not UTF-8, not JSON, not an object, ``cmd`` missing or not a string.
+        Naming what was wrong: too large, not UTF-8, not JSON (``NaN`` and ``Infinity`` included), an integer of
+        more than :data:`MAX_DIGITS` digits, not an object, ``cmd`` missing or not a string.
     """
     if len(payload) > MAX_COMMAND_BYTES:
-        raise CommandError(f"control message is {len(payload)} bytes; the limit is {MAX_COMMAND_BYTES} bytes.")
+        raise too_large(len(payload))
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CommandError(f"control message is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
     try:
-        command = json.loads(text)
+        command = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+    except CommandError:
+        raise
     except json.JSONDecodeError as exc:
         raise CommandError(f"control message is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
                            'expected an object such as {"cmd": "ping"}.') from None
     except RecursionError:
         raise CommandError("control message is not JSON (nested too deeply).") from None
+    except ValueError as exc:  # anything else the decoder cannot turn into Python values
+        raise CommandError(f"control message cannot be read: {exc}.") from None
     if not isinstance(command, dict):
         raise CommandError(f'control message must be a JSON object such as {{"cmd": "ping"}}, got a JSON '
                            f"{_json_type(command)}.")
@@ -82,6 +95,30 @@ def parse_command(payload: bytes) -> dict[str, Any]:
     if not isinstance(command["cmd"], str):
         raise CommandError(f'"cmd" must be a string, got a JSON {_json_type(command["cmd"])}: {command["cmd"]!r}.')
     return command
+
+
+def too_large(size: int) -> CommandError:
+    """Return the error for a control message of ``size`` bytes, over :data:`MAX_COMMAND_BYTES`."""
+    return CommandError(f"control message is {size} bytes; the limit is {MAX_COMMAND_BYTES} bytes.")
+
+
+def _parse_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_DIGITS:
+        raise CommandError(f"control message holds an integer of {digits} digits; numbers in commands have at most "
+                           f"{MAX_DIGITS}.")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise CommandError(f"control message holds the number {show_value(text)}, too large for a float.")
+    return value
+
+
+def _parse_constant(name: str) -> Any:
+    raise CommandError(f"control message holds {name}, which is not a JSON number; send a finite number.")
 
 
 def parse_session_command(payload: bytes, session_id: str) -> dict[str, Any]:
@@ -136,6 +173,88 @@ def encode_reply(reply: Mapping[str, Any]) -> bytes:
         fallback = {k: reply[k] for k in ("session", "id") if k in reply}
         return json.dumps({"ok": False, "error": f"internal error: reply not JSON-serialisable ({exc})",
                            **fallback}, default=str).encode()
+
+
+@dataclass(slots=True)
+class InboxStats:
+    """What a :class:`ControlInbox` went through, kept across the inboxes of one session's reconnections."""
+
+    dropped: int = 0  # messages that found the inbox full
+    peak: int = 0  # most messages waiting at once
+    peak_bytes: int = 0  # most payload bytes waiting at once
+
+
+@dataclass(frozen=True, slots=True)
+class OversizedMessage:
+    """A received message over :data:`MAX_COMMAND_BYTES`, without its payload.
+
+    It is refused anyway, so its payload is not kept while it waits for its error reply (a few such messages
+    would otherwise fill the inbox's bytes).
+    """
+
+    topic: Any
+    retain: bool
+    size: int
+
+
+class ControlInbox(asyncio.Queue[Any]):
+    """The queue of received control messages not yet answered, bounded in messages and in payload bytes.
+
+    A flood of commands, or a few large ones, then costs a bounded amount of memory. A message that does not fit
+    is dropped (the newest: those queued first are answered in order), counted in ``stats`` and logged. A
+    message over :data:`MAX_COMMAND_BYTES` waits as an :class:`OversizedMessage` (its size, not its payload), so
+    it is answered with an error and costs nothing. One message is always taken when the inbox is empty. Lives
+    in one event loop (``put_nowait`` from the transport's callbacks).
+
+    Parameters
+    ----------
+    maxsize : int
+        Messages waiting at most (as :class:`asyncio.Queue`; 0 would mean unbounded, so at least 1 is required).
+    max_bytes : int
+        Payload bytes waiting at most (besides the one message an empty inbox always takes).
+    stats : InboxStats
+        Counters to update.
+    name : str
+        For log messages (e.g. the session's control topic).
+    """
+
+    def __init__(self, maxsize: int = 0, *, max_bytes: int, stats: InboxStats, name: str) -> None:
+        if maxsize < 1:
+            raise ValueError(f"The 'maxsize' parameter must be at least 1, got {maxsize}.")
+        super().__init__(maxsize)
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.stats = stats
+        self.name = name
+
+    @staticmethod
+    def _size(message: Any) -> int:
+        payload = getattr(message, "payload", b"")
+        return len(payload) if isinstance(payload, bytes | bytearray | str) else 0
+
+    def put_nowait(self, item: Any) -> None:
+        """Queue ``item``, or drop and count it when the inbox is full (never raises :class:`asyncio.QueueFull`)."""
+        size = self._size(item)
+        if size > MAX_COMMAND_BYTES:
+            item = OversizedMessage(getattr(item, "topic", None), bool(getattr(item, "retain", False)), size)
+            size = 0
+        if self.full() or (not self.empty() and self.bytes + size > self.max_bytes):
+            self.stats.dropped += 1
+            n = self.stats.dropped
+            if n == 1 or n % 100 == 0:
+                log.warning("control %s: inbox full (%d messages, %d bytes waiting), dropped a command (%d so far)",
+                            self.name, self.qsize(), self.bytes, n)
+            return
+        super().put_nowait(item)
+        self.bytes += size
+        self.stats.peak = max(self.stats.peak, self.qsize())
+        self.stats.peak_bytes = max(self.stats.peak_bytes, self.bytes)
+
+    def get_nowait(self) -> Any:
+        """Take the oldest message (``get`` comes here too)."""
+        item = super().get_nowait()
+        self.bytes -= self._size(item)
+        return item
 
 
 class ControlServer:
@@ -218,7 +337,11 @@ class ControlServer:
                 if not sock.poll(self._poll_ms):
                     continue
                 frames = sock.recv_multipart()
-                reply = encode_reply(self.answer(frames))
+                try:
+                    reply = encode_reply(self.answer(frames))
+                except Exception:  # a bug of ours; a REP socket must answer before it can take the next request
+                    log.exception("control %s: could not answer a request", self.url.endpoint)
+                    reply = b'{"ok": false, "error": "internal error while answering the request"}'
                 try:
                     sock.send(reply, flags=zmq.NOBLOCK)  # REP to a vanished peer drops; it never needs to wait
                 except zmq.Again:

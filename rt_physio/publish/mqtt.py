@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -43,7 +44,7 @@ import ssl
 import threading
 import uuid
 from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
@@ -57,7 +58,17 @@ from rt_physio.publish.base import (
     state_topic,
     status_topic,
 )
-from rt_physio.publish.control import CommandError, ControlHandler, encode_reply, parse_session_command, run_command
+from rt_physio.publish.control import (
+    CommandError,
+    ControlHandler,
+    ControlInbox,
+    InboxStats,
+    OversizedMessage,
+    encode_reply,
+    parse_session_command,
+    run_command,
+    too_large,
+)
 from rt_physio.publish.mqtt_url import PASSWORD_ENV, MqttUrl, parse_mqtt_url
 from rt_physio.publish.schema import Format
 from rt_physio.runtime.queues import DropOldestQueue
@@ -68,6 +79,10 @@ log = logging.getLogger(__name__)
 
 ONLINE = b"online"
 OFFLINE = b"offline"
+# Control messages received and not answered yet, per connection: a flood costs at most this much memory (and
+# one message of any size, so an oversized command gets its error reply). Answering takes a reply's round trip.
+CONTROL_INBOX = 32
+CONTROL_INBOX_BYTES = 1 << 20
 # CONNACK codes meaning "these credentials will never work": MQTT 3.1.1 (4, 5) and MQTT 5 reason codes (134, 135)
 _AUTH_CODES = frozenset({4, 5, 134, 135})
 _T = TypeVar("_T")
@@ -91,7 +106,7 @@ class _Link:
         self.first_error: BaseException | None = None
         self.down_since: float | None = None
         self.control_errors = 0  # control messages that were not valid commands
-        self.control_dropped = 0  # control messages dropped because the inbox was full
+        self.inbox = InboxStats()  # the control inbox of every connection of this session
 
 
 class _ConnectionLost(aiomqtt.MqttError):
@@ -222,7 +237,7 @@ class MqttPublisher:
         ``mqtt``: predictions dropped from its full buffer; ``mqtt_control``: commands dropped from its full inbox.
         """
         link = self._links[session_id]
-        return {"mqtt": link.queue.dropped, "mqtt_control": link.control_dropped}
+        return {"mqtt": link.queue.dropped, "mqtt_control": link.inbox.dropped}
 
     def prediction(self, session_id: str, payload: bytes) -> None:
         """Queue a prediction for ``pred`` and make it the retained ``state``; never blocks."""
@@ -375,7 +390,10 @@ class MqttPublisher:
             password=self._password if self.url.username is not None else None,
             identifier=f"rt_physio-{uuid.uuid4().hex[:12]}", clean_session=True, keepalive=self.url.keepalive,
             will=aiomqtt.Will(status_topic(link.session_id, self.url.prefix), OFFLINE, qos=1, retain=True),
-            tls_context=self._tls_context, timeout=self._timeout,
+            tls_context=self._tls_context, timeout=self._timeout, max_queued_incoming_messages=CONTROL_INBOX,
+            queue_type=cast("type[asyncio.Queue[aiomqtt.Message]]", functools.partial(
+                ControlInbox, max_bytes=CONTROL_INBOX_BYTES, stats=link.inbox,
+                name=control_topic(link.session_id, self.url.prefix))),
         )
         # paho's TCP connect runs in an executor thread; bound it so shutdown is never held up for long
         client._client.connect_timeout = self._timeout
@@ -462,20 +480,32 @@ class MqttPublisher:
                                 self.url, topic, topic)
                     continue
                 try:
-                    command = parse_session_command(bytes(message.payload), link.session_id)
-                except CommandError as exc:
-                    link.control_errors += 1
-                    log.warning("mqtt %s: bad control message on %s (%d so far): %s", self.url, topic,
-                                link.control_errors, exc)
-                    reply = {"ok": False, "error": str(exc), "session": link.session_id}
-                else:
-                    reply = run_command(handler, link.session_id, command)
-                await self._publish(client, reply_topic, encode_reply(reply), qos=1, retain=False)
+                    payload = self._answer(link, topic, handler, message)
+                except Exception:  # a bug of ours: this message gets a generic answer, the next ones theirs
+                    log.exception("mqtt %s: could not answer a control message on %s", self.url, topic)
+                    payload = encode_reply({"ok": False, "error": "internal error while answering the request",
+                                            "session": link.session_id})
+                await self._publish(client, reply_topic, payload, qos=1, retain=False)
         except aiomqtt.MqttError:
             pass  # the connection dropped: the pump sees it too and reconnects, which restarts this loop
         except Exception:
             log.exception("mqtt %s: session %s control loop failed; commands stop until the next reconnect",
                           self.url, link.session_id)
+
+    def _answer(self, link: _Link, topic: str, handler: ControlHandler, message: Any) -> bytes:
+        """Turn one control message (an aiomqtt message or an :class:`OversizedMessage`) into its encoded reply."""
+        try:
+            if isinstance(message, OversizedMessage):
+                raise too_large(message.size)
+            raw = message.payload
+            payload = bytes(raw) if isinstance(raw, bytes | bytearray) else b"" if raw is None else str(raw).encode()
+            command = parse_session_command(payload, link.session_id)
+        except CommandError as exc:
+            link.control_errors += 1
+            log.warning("mqtt %s: bad control message on %s (%d so far): %s", self.url, topic, link.control_errors,
+                        exc)
+            return encode_reply({"ok": False, "error": str(exc), "session": link.session_id})
+        return encode_reply(run_command(handler, link.session_id, command))
 
     async def _publish(self, client: aiomqtt.Client, topic: str, payload: bytes, *, qos: int, retain: bool) -> None:
         """Publish, giving up as soon as the connection drops (aiomqtt would wait for its timeout)."""

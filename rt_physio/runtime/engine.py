@@ -6,7 +6,6 @@ import functools
 import gc
 import itertools
 import logging
-import math
 import re
 import threading
 import time
@@ -28,6 +27,7 @@ from rt_physio.publish import base as topics
 from rt_physio.publish.base import Publisher, open_publisher
 from rt_physio.publish.control import ControlServer
 from rt_physio.publish.schema import Format, Prediction, encode
+from rt_physio.runtime.commands import engine_commands
 from rt_physio.runtime.executor import InferenceExecutor, InferenceResult, resolve_device
 from rt_physio.runtime.runners import BUCKETS, bucket_for
 from rt_physio.runtime.session import ModalityStream, Session, Window
@@ -138,6 +138,7 @@ class Engine:
         self._drop_counters: dict[str, Callable[[], int]] = {}  # outside parts' drops (the CLI's line printer)
         self._stopped = False
         self.started_at = float("nan")  # set by start(); control commands wait for it
+        self.commands = engine_commands(self)  # before the transports that dispatch to it
         # seconds per prediction to encode it and hand it to every publisher and the recorder (after the trace's
         # "serialised" mark, so not in the message's own latency_ms)
         self.handoff_s: deque[float] = deque(maxlen=100_000)
@@ -289,16 +290,8 @@ class Engine:
         return counts
 
     def handle_control(self, session_id: str, command: Mapping[str, Any]) -> dict[str, Any]:
-        """Carry out one control command for a session (called on a transport thread)."""
-        cmd = command.get("cmd")
-        if cmd == "ping":
-            return {"ok": True, "cmd": "ping"}
-        handler = getattr(self, "_control_" + str(cmd), None) if isinstance(cmd, str) and cmd.isidentifier() else None
-        if handler is None:
-            raise ValueError(f"unknown command {cmd!r}; known: ping, calibrate")
-        if math.isnan(self.started_at):  # the transports open before the sessions and the executor exist
-            raise ValueError(f"the engine is still starting; send {cmd!r} again in a moment")
-        return handler(session_id, command)  # type: ignore[no-any-return]
+        """Carry out one control command for a session (called on a transport thread; see :mod:`.commands`)."""
+        return self.commands(session_id, command)
 
     def _setup_calibration(self) -> None:
         spec = self.model.spec
@@ -316,20 +309,6 @@ class Engine:
             calibration = self.executor.add_calibration(session_id, self.config.window_s)
             if seconds is not None:
                 calibration.start(seconds)  # from the first window's start
-
-    def _control_calibrate(self, session_id: str, command: Mapping[str, Any]) -> dict[str, Any]:
-        """``{"cmd": "calibrate", "seconds": S}``: the next S seconds of the session are a new baseline."""
-        calibration = self.executor.calibrations.get(session_id)
-        if calibration is None:
-            raise ValueError(f"model {self.model.spec.name!r} cannot be calibrated (no [calibration] in its "
-                             "model.toml)")
-        spec_cal = self.model.spec.calibration
-        default = self.config.calibrate_s or (spec_cal.seconds if spec_cal is not None else 60.0)
-        seconds = command.get("seconds", default)
-        data_now = self.sessions[session_id].data_clock()
-        t0 = None if math.isnan(data_now) else data_now
-        calibration.start(seconds, t0)  # ValueError for a bad length: answered as an error
-        return {"ok": True, "cmd": "calibrate", "seconds": float(seconds), "t0": t0}
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> None:
