@@ -9,14 +9,18 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rt_physio import __version__
 from rt_physio.bench import cli as bench_cli
 from rt_physio.checks import number_arg
+from rt_physio.console import LinePrinter
 from rt_physio.errors import RtPhysioError
 from rt_physio.sources import commands as sources_cli
 from rt_physio.training import cli as training_cli
+
+if TYPE_CHECKING:
+    from rt_physio.config import EngineConfig
 
 __all__ = ["build_parser", "format_prediction", "main"]
 
@@ -97,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 def format_prediction(msg: dict[str, Any]) -> str:
     """One console line per prediction."""
     outputs = "  ".join(f"{name} {p:.3f}" for name, p in msg["outputs"].items())
-    if msg.get("calibrating"):
+    if msg.get("nonfinite_output"):
+        outputs = "no outputs: the model's output was not finite"
+    elif msg.get("calibrating"):
         cal = msg.get("calibration", {})
         outputs = f"calibrating {100 * cal.get('progress', 0.0):3.0f} % of {cal.get('seconds', 0):g} s"
     elif msg.get("calibrated"):
@@ -116,7 +122,6 @@ def _configure_logging(verbose: int) -> None:
 
 def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from rt_physio.config import EngineConfig, SessionConfig, load_engine_config
-    from rt_physio.runtime.engine import Engine
 
     def spec(value: str | None, default: str | None) -> str | None:
         if value is None:
@@ -141,13 +146,27 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         overrides["sessions"] = (SessionConfig(session_id=args.session or "default", eeg=spec(args.eeg, default),
                                                ecg=spec(args.ecg, default)),)
     config = load_engine_config(args.config, **overrides) if args.config is not None else EngineConfig(**overrides)
+    # Lines go through a printer with its own thread and bounded queue: a stdout that nobody reads (a full pipe)
+    # must not stop acquisition, inference or publishing, which call `show` on their own threads.
+    printer = LinePrinter(out)
+    try:
+        return _run_engine(args, config, printer)
+    finally:
+        printer.close()
+
+
+def _prediction_line(prediction: Any) -> Callable[[], str]:
+    return lambda: format_prediction(prediction.to_message())  # formatted on the printer's thread
+
+
+def _run_engine(args: argparse.Namespace, config: EngineConfig, printer: LinePrinter) -> int:
+    from rt_physio.runtime.engine import Engine
 
     def show(prediction: Any) -> None:
-        if not args.quiet:
-            out.write(format_prediction(prediction.to_message()) + "\n")
-            out.flush()
+        printer.put(_prediction_line(prediction))
 
-    engine = Engine(config, on_prediction=show)
+    engine = Engine(config, on_prediction=None if args.quiet else show)
+    engine.count_drops("printer", lambda: printer.dropped)
 
     signals_seen = [0]
 
@@ -165,26 +184,28 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         urls = ", ".join(config.publish)
         recording = f"; recording to {engine.recorder.path}" if engine.recorder is not None else ""
         control = f"; commands on {config.control}" if config.control is not None else ""
-        out.write(f"rt-physio {__version__}: model {model.name}{note}; publishing on {urls}{control}{recording}; "
-                  f"{len(config.sessions)} session(s); Ctrl-C to stop\n")
-        out.flush()
+        printer.put(f"rt-physio {__version__}: model {model.name}{note}; publishing on {urls}{control}{recording}; "
+                    f"{len(config.sessions)} session(s); Ctrl-C to stop")
         engine.run(config.duration_s)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     for sid, session in engine.sessions.items():
-        out.write(f"session {sid}: {session.windows_cut} windows, {engine.predictions} predictions published, "
-                  f"{engine.executor.dropped} dropped, missing {session.missing_counts}\n")
+        printer.put(f"session {sid}: {session.windows_cut} windows, {engine.predictions} predictions published, "
+                    f"{engine.executor.dropped} dropped, missing {session.missing_counts}")
     if engine.handoff_s:
         handoff = sorted(engine.handoff_s)
         p50, p99 = (1e6 * handoff[min(len(handoff) - 1, int(q * len(handoff)))] for q in (0.5, 0.99))
         dropped = sum(p.dropped for p in engine.publishers)
-        out.write(f"publishing: encode + hand-off to {len(engine.publishers)} publisher(s) p50 {p50:.0f} us, "
-                  f"p99 {p99:.0f} us; {dropped} message(s) dropped by publishers\n")
+        printer.put(f"publishing: encode + hand-off to {len(engine.publishers)} publisher(s) p50 {p50:.0f} us, "
+                    f"p99 {p99:.0f} us; {dropped} message(s) dropped by publishers")
     if engine.recorder is not None:
         rec = engine.recorder
-        out.write(f"recording: {rec.path} ({rec.chunks} chunks, {rec.predictions} predictions, {rec.dropped} "
-                  f"dropped, {rec.write_errors} write errors)\n")
+        printer.put(f"recording: {rec.path} ({rec.chunks} chunks, {rec.predictions} predictions, {rec.dropped} "
+                    f"dropped, {rec.write_errors} write errors)")
+    if printer.dropped:
+        printer.put(f"printer: {printer.dropped} line(s) not printed (the output was not read fast enough); "
+                    "publishing was not affected")
     return 0
 
 
