@@ -22,6 +22,7 @@ SCHEMA_ID = "rt_physio.prediction/1"
 Format = Literal["json", "msgpack"]
 FORMATS: tuple[Format, ...] = get_args(Format)
 UNTRAINED_WARNING = "untrained model: outputs are random and carry no meaning"
+NONFINITE_WARNING = "the model's output was not finite (NaN or infinite) for this window: no outputs"
 
 
 @dataclass(slots=True)
@@ -41,6 +42,7 @@ class Prediction:
     quality: dict[str, float]
     latency_ms: dict[str, float] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
+    nonfinite: bool = False  # the model's output was not finite: no outputs, a warning
 
     def to_message(self) -> dict[str, Any]:
         """Return the message as plain JSON-compatible types."""
@@ -62,8 +64,14 @@ class Prediction:
             msg["calibrating"] = state == "calibrating"
             msg["calibrated"] = state == "calibrated"
             msg["calibration"] = {k: v for k, v in self.calibration.items() if k != "state"}
+        warnings = []
+        if self.nonfinite:
+            msg["nonfinite_output"] = True
+            warnings.append(NONFINITE_WARNING)
         if not self.trained:
-            msg["warning"] = UNTRAINED_WARNING
+            warnings.append(UNTRAINED_WARNING)
+        if warnings:
+            msg["warning"] = "; ".join(warnings)
         return msg
 
     def to_json(self) -> bytes:

@@ -222,7 +222,7 @@ class Engine:
             session=window.session, seq=window.seq, t_start=window.t_start, t_end=window.t_end,
             t_wall=time.time(), outputs=result.probabilities, model_name=spec.name, model_sha256=self.model.sha256,
             trained=spec.trained, modalities=list(window.modalities), quality=quality,
-            calibration=result.calibration,
+            calibration=result.calibration, nonfinite=result.nonfinite,
         )
         window.trace.serialised = local_clock()
         prediction.latency_ms = window.trace.to_ms()

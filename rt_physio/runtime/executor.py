@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class InferenceResult:
-    """Probabilities for one window, one per model output name (none while the session is calibrating).
+    """Probabilities for one window, one per model output name (none while calibrating, or when not finite).
 
     ``calibration`` is None for a session without calibration, else ``{"state": "calibrating" | "calibrated",
     ...}`` with the baseline's length, progress or window count.
@@ -60,6 +60,7 @@ class InferenceResult:
 
     probabilities: dict[str, float]
     calibration: dict[str, Any] | None = None
+    nonfinite: bool = False  # the model's output was NaN or infinite: ``probabilities`` is empty
 
 
 class _FeaturesOut(nn.Module):
@@ -290,9 +291,12 @@ class InferenceExecutor:
         centred_rows: list[int] = []
         centred: list[NDArray[np.float32]] = []
         feats_np, present_np = as_numpy(feats), as_numpy(present)
+        finite = np.asarray(np.isfinite(feats_np).all(axis=1))
         for i, window in enumerate(windows):
             cal = self.calibrations.get(window.session)
-            step = None if cal is None else cal.step(window.t_start, window.t_end, feats_np[i], present_np[i])
+            # non-finite features must not enter a baseline: one such window would poison it for good
+            step = None if cal is None or not finite[i] else cal.step(window.t_start, window.t_end, feats_np[i],
+                                                                      present_np[i])
             steps.append(step)
             if step is not None and step.features is not None:
                 centred_rows.append(i)
@@ -303,6 +307,13 @@ class InferenceExecutor:
                 cal_logits = module.classify(x, present[centred_rows], True)
             probs[centred_rows] = self._activation(cal_logits).cpu().numpy()
         return probs, steps
+
+    def _count_nonfinite(self, window: Window) -> None:
+        self.nonfinite_by_session[window.session] += 1  # on the thread holding the run lock: one at a time
+        n = self.nonfinite_by_session[window.session]
+        if n == 1 or n % 100 == 0:
+            log.warning("executor: session %s window #%d: the model's output is not finite (NaN or infinite; input "
+                        "far out of range?), published without outputs (%d so far)", window.session, window.seq, n)
 
     def add_calibration(self, session_id: str, window_s: float) -> SessionCalibration:
         """Give a session a calibration state (before any window of it is submitted); returns it.
@@ -351,9 +362,15 @@ class InferenceExecutor:
             window.trace.infer_start, window.trace.infer_end = start, end
             window.trace.batch_size = len(windows)
             calibration = None if step is None else {"state": step.state, **(step.info or {})}
-            outputs = {} if step is not None and step.state == "calibrating" else {
-                name: float(p) for name, p in zip(names, row, strict=True)}
-            result = InferenceResult(outputs, calibration)
+            nonfinite = False
+            if step is not None and step.state == "calibrating":
+                outputs: dict[str, float] = {}
+            elif not np.isfinite(row).all():  # JSON has no NaN: published without outputs, with a warning
+                outputs, nonfinite = {}, True
+                self._count_nonfinite(window)
+            else:
+                outputs = {name: float(p) for name, p in zip(names, row, strict=True)}
+            result = InferenceResult(outputs, calibration, nonfinite)
             self.completed += 1
             if not future.cancelled():
                 future.set_result(result)
