@@ -3,7 +3,8 @@
 :func:`load_cbramod_checkpoint` reads the official CBraMod ``pretrained_weights.pth`` (or a ``.safetensors``
 file) into :class:`~rt_physio.nn.cbramod.CBraMod`. :func:`load_state_dict_checked` is the strict loader shared
 with the model registry: every problem becomes a :class:`~rt_physio.errors.ModelError` that names the file and
-lists the first missing / unexpected keys and shape mismatches, instead of a raw torch traceback.
+lists the first missing / unexpected keys, shape mismatches and tensors holding NaN or ±inf (a model that can
+only output NaN is refused at load, not discovered window by window), instead of a raw torch traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from torch import Tensor, nn
 from rt_physio.errors import ModelError
 from rt_physio.nn.cbramod import CBraMod
 
-__all__ = ["load_cbramod_checkpoint", "load_state_dict_checked", "read_state_dict", "state_dict_mismatches"]
+__all__ = ["load_cbramod_checkpoint", "load_state_dict_checked", "nonfinite_tensors", "read_state_dict",
+           "state_dict_mismatches"]
 
 _SHOW = 5  # keys listed per kind of mismatch
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
@@ -124,8 +126,8 @@ def load_state_dict_checked(
     Raises
     ------
     ModelError
-        Keys missing from ``state``, keys the module does not have, or tensors of the wrong shape. The message
-        lists the first few of each kind and how many there are.
+        Keys missing from ``state``, keys the module does not have, tensors of the wrong shape, or tensors that
+        hold NaN or infinite values. The message lists the first few of each kind and how many there are.
     """
     expected = module.state_dict()
     problems = state_dict_mismatches(expected, state)
@@ -134,7 +136,26 @@ def load_state_dict_checked(
             f"{source}: the weights do not match the model architecture ({len(expected)} tensors expected, "
             f"{len(state)} found). {problems}."
         )
+    bad = nonfinite_tensors(state)
+    if bad:
+        shown = ", ".join(bad[:_SHOW]) + (f", ... ({len(bad) - _SHOW} more)" if len(bad) > _SHOW else "")
+        raise ModelError(
+            f"{source}: {len(bad)} weight tensor(s) hold NaN or infinite values: {shown}. Such a model outputs NaN; "
+            "the file is corrupt or training diverged (or values overflowed float16 when saved): restore or "
+            "retrain it."
+        )
     module.load_state_dict(dict(state), strict=True, assign=assign)
+
+
+def nonfinite_tensors(state: Mapping[str, Tensor]) -> list[str]:
+    """Name each floating-point tensor of ``state`` that holds NaN or ±inf, with how many such values."""
+    bad = []
+    for key, tensor in state.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            finite = torch.isfinite(tensor)
+            if not bool(finite.all()):
+                bad.append(f"{key} ({int((~finite).sum())} of {tensor.numel()} values)")
+    return bad
 
 
 def load_cbramod_checkpoint(path: str | Path, model: CBraMod | None = None) -> CBraMod:
