@@ -278,8 +278,12 @@ class Session:
         pending: list[tuple[Modality, NDArray[np.float32], CountsSource]] = []
         for stream in present:
             with stream.lock:
-                # 1 µs of slack: a sample stamped at t_end up to float rounding belongs to the window
-                got = stream.processor.read_until(t_end + 1e-6, self.n_samples)
+                # The window ends at the output sample nearest t_end: the same half-period tolerance that
+                # _caught_up grants. (With 1 µs of slack, an output grid phase-locked to the window grid, as a
+                # replay's is, put the nearest sample a few µs *after* t_end whenever time_correction or the
+                # dejitter fit moved the stamps by that much; the window then ended one sample early and the
+                # hole test below dropped the modality from every window: the in-process replay flake.)
+                got = stream.processor.read_until(t_end + self._tolerance, self.n_samples)
                 if got is None:
                     continue  # started late or data already overwritten: this modality is missing here
                 data, stamps = got
@@ -288,7 +292,7 @@ class Session:
                 # (n, C) µV → (C, n) in model units, in one pass over the ring (this copy frees it for the writer)
                 x = np.multiply(data.T, np.float32(1.0 / self.scale_uv), dtype=np.float32, order="C")
             # quality reads this copy back in µV later, and the raw-domain counts then, off the latency path
-            pending.append((stream.modality, x, functools.partial(_window_counts, stream, t_end + 1e-6,
+            pending.append((stream.modality, x, functools.partial(_window_counts, stream, t_end + self._tolerance,
                                                                   self.n_samples)))
             inputs[stream.modality] = x.reshape(x.shape[0], self.n_patches, -1)  # (C, N, 200), a view
         if not inputs:

@@ -140,3 +140,25 @@ def test_no_burst_of_stale_windows_after_an_outage() -> None:
     # windows inside the outage hold no data from before it: none ends inside the silent stretch
     assert all(not (4.0 < w.t_end < 30.0 + 2.0) for w in after)
     assert after, "windows resume once a full window of new data exists"
+
+
+def test_output_samples_a_few_microseconds_after_the_window_end_still_close_it() -> None:
+    """The in-process replay flake: an output grid phase-locked to the window grid, shifted by microseconds.
+
+    A replay stamps sample k at exactly t0 + k/fs, and the first window end is anchored on the first stamp, so the
+    output sample nearest every window end sits on it; time_correction and the dejitter fit then move the stamps
+    by tens of microseconds. Here every stamp after the first is 5 µs late: each window's last sample lies 5 µs
+    past its end. Both modalities must be in every window (they used to be dropped as having a hole).
+    """
+    session, sources, windows = _session({"eeg": (500.0, 3), "ecg": (500.0, 1)}, filters=False)
+    rng = np.random.default_rng(4)
+    k = np.arange(500 * 8)
+    stamps = 20.0 + k / 500.0 + np.where(k > 0, 5e-6, 0.0)
+    for i in range(0, len(k), 10):
+        for src in sources.values():
+            sl = slice(i, i + 10)
+            src.push(rng.normal(0, 20, (len(k[sl]), src.info.n_channels)), stamps[sl])
+    assert len(windows) >= 10
+    assert all(w.modalities == ["eeg", "ecg"] for w in windows), [w.modalities for w in windows]
+    assert session.windows_skipped == 0
+    assert session.missing_counts == {"eeg": 0, "ecg": 0}
