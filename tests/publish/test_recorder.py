@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
+import struct
+import termios
 import threading
 import time
 from pathlib import Path
@@ -12,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rt_physio.errors import ConfigError
-from rt_physio.publish._layout import parse_journal, stream_schema
+from rt_physio.publish._layout import journal_path, parse_journal, stream_schema
 from rt_physio.publish.recorder import Recorder, read_recording, repair_recording
 from rt_physio.publish.schema import validate
 from rt_physio.sources.base import Chunk, Modality, StreamInfo
@@ -20,6 +24,7 @@ from tests.publish._brokers import sample_prediction
 
 EEG = StreamInfo("eeg-dev", "eeg", 128.0, ("Fz", "Cz", "Pz", "Oz"), source_id="eeg-uid")
 ECG = StreamInfo("strap", "ecg", 130.0, ("ECG", "ECG"), units="uV")  # duplicate names: columns get disambiguated
+F_SETPIPE_SZ = 1031  # Linux fcntl: set a pipe's capacity
 
 
 def _chunks(info: StreamInfo, n: int, size: int, seed: int, t0: float = 100.0) -> list[Chunk]:
@@ -193,3 +198,42 @@ def test_a_failed_write_costs_that_batch_only(tmp_path: Path) -> None:
     assert rec.write_errors == 1
     got = read_recording(rec.path).streams["alice"]["eeg"].data
     np.testing.assert_array_equal(got, np.concatenate([c.data for c in first + later]))
+
+
+def test_a_stalled_disk_costs_at_most_the_byte_bound_and_every_drop_is_counted(tmp_path: Path) -> None:
+    bound = 64 * 1024
+    rec = _recorder(tmp_path / "recs", queue_bytes=bound)
+    # The EEG journal is a FIFO of one page whose reader does not read, like a disk that stalls: the writer
+    # thread gets its Arrow schema in, then blocks writing the first batch.
+    fifo = journal_path(rec.path / "alice" / "eeg", 0)
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    fcntl.fcntl(reader, F_SETPIPE_SZ, 4096)
+    [first] = _chunks(EEG, 1, 1024, seed=3, t0=100.0)  # 24 KiB of samples and timestamps: more than the FIFO holds
+    rec.record_chunk("alice", "eeg", first)
+    deadline = time.monotonic() + 30
+    while _unread(reader) == 0:  # the schema is in: the writer is now inside that one batch's write
+        assert time.monotonic() < deadline, "the writer never opened its journal"
+        time.sleep(0.01)
+    later = _chunks(EEG, 200, 64, seed=4, t0=200.0)  # 1792 bytes each in the queue: 36 fit in the bound
+    for chunk in later:
+        rec.record_chunk("alice", "eeg", chunk)
+        assert rec.queued_bytes <= bound
+    assert rec.dropped == 200 - 36  # the oldest went, the newest 36 wait
+    assert rec.dropped_for("alice") == rec.dropped and rec.dropped_for("bob") == 0
+    fcntl.fcntl(reader, fcntl.F_SETFL, 0)  # the disk comes back: drain the FIFO until the writer is done with it
+    drain = threading.Thread(target=lambda: [None for _ in iter(lambda: os.read(reader, 65536), b"")])
+    drain.start()
+    rec.close()
+    drain.join(30)
+    os.close(reader)
+    back = read_recording(rec.path)
+    got = back.streams["alice"]["eeg"]
+    expected = [first, *later[-36:]]
+    np.testing.assert_array_equal(got.timestamps, np.concatenate([c.timestamps for c in expected]))
+    np.testing.assert_array_equal(got.data, np.concatenate([c.data for c in expected]))
+    assert back.meta["dropped"] == 164 and back.meta["dropped_by_session"] == {"alice": 164}
+
+
+def _unread(fd: int) -> int:
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
