@@ -88,6 +88,7 @@ def test_engine_publishes_huge_input_windows_without_outputs_and_counts_them(
                           model=str(tmp_path / "tiny"), device="cpu", threads=1, window_s=2, hop_s=0.5,
                           publish=(f"zmq://127.0.0.1:{port}",))
     engine = Engine(config, model=model)
+    engine.count_drops("printer", lambda: 7)  # how the CLI reports its line printer's drops
     runner = threading.Thread(target=engine.run, daemon=True)
     runner.start()
     messages = []
@@ -109,5 +110,8 @@ def test_engine_publishes_huge_input_windows_without_outputs_and_counts_them(
         assert msg["nonfinite_output"] is True
         assert NONFINITE_WARNING in msg["warning"]
     assert [m["seq"] for m in messages] == list(range(messages[0]["seq"], messages[0]["seq"] + 4))
-    assert engine.drop_counts("s1")["nonfinite_outputs"] == engine.predictions >= 4
+    counts = engine.drop_counts("s1")
+    assert counts["nonfinite_outputs"] == engine.predictions >= 4
+    assert counts == {"executor": 0, "recorder": 0, "zmq": 0, "mqtt": 0, "mqtt_control": 0,
+                      "nonfinite_outputs": engine.predictions, "printer": 7}
     assert not [r for r in caplog.records if r.exc_info is not None]  # no traceback, per window or at all
