@@ -6,7 +6,9 @@ this machine, so timestamps from LSL streams (after ``time_correction``) are dir
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pylsl
@@ -14,7 +16,7 @@ from numpy.typing import NDArray
 
 from rt_physio import _dejitter_kernel as _kernel
 
-__all__ = ["Dejitter", "WallClockMap", "local_clock"]
+__all__ = ["ClockGuard", "Dejitter", "WallClockMap", "local_clock"]
 
 
 def local_clock() -> float:
@@ -23,23 +25,47 @@ def local_clock() -> float:
 
 
 class WallClockMap:
-    """Map wall-clock (Unix) timestamps onto the engine clock.
+    """Map wall-clock (Unix) timestamps onto the engine clock, following the wall clock without tearing the grid.
 
     The offset ``wall - local`` is measured as the midpoint of a tight bracket of engine-clock reads around a
-    wall-clock read, keeping the narrowest of a few tries. :meth:`refresh` re-measures it so slow drift between
-    the two clocks (NTP slewing) is tracked.
+    wall-clock read, keeping the narrowest of a few tries. :meth:`refresh` re-measures it: a small change (the
+    wall clock being slewed by NTP, or our measurement's own noise) is *slewed* into the applied offset at no
+    more than ``max_slew`` seconds per second, so consecutive samples never jump; a change larger than
+    ``step_after`` is a step of the wall clock itself (an NTP step, a suspended laptop, a manual change) and is
+    applied at once, because the device's wall-clock stamps stepped with it. :meth:`step` re-measures and
+    applies at once (the caller saw stamps that contradict their arrival time).
+
+    Parameters
+    ----------
+    max_slew : float
+        Largest rate of change of the applied offset, seconds per second (default 1 ms/s: NTP slews at most
+        0.5 ms/s, so the map keeps up with any slew).
+    step_after : float
+        A measured change larger than this (seconds) is applied at once and counted in :attr:`steps`.
+    wall : callable, optional
+        The wall clock (default ``time.time``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_slew: float = 1e-3, step_after: float = 0.1,
+                 wall: Callable[[], float] = time.time) -> None:
+        for name, value in (("max_slew", max_slew), ("step_after", step_after)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                    math.isfinite(value) and value > 0):
+                raise ValueError(f"The {name!r} parameter must be a positive number, got {value!r}.")
+        self.max_slew = float(max_slew)
+        self.step_after = float(step_after)
+        self._wall = wall
         self.offset = self._measure()
+        self.target = self.offset
+        self._slewed_at = local_clock()
+        self.steps = 0
 
-    @staticmethod
-    def _measure(tries: int = 5) -> float:
+    def _measure(self, tries: int = 5) -> float:
         best_width = float("inf")
         best_offset = 0.0
         for _ in range(tries):
             before = local_clock()
-            wall = time.time()
+            wall = self._wall()
             after = local_clock()
             if after - before < best_width:
                 best_width = after - before
@@ -47,15 +73,84 @@ class WallClockMap:
         return best_offset
 
     def refresh(self) -> float:
-        """Re-measure the offset and return the change in seconds."""
-        new = self._measure()
-        change = new - self.offset
-        self.offset = new
+        """Re-measure the offset; return the change from the applied one (stepped at once past ``step_after``)."""
+        self.advance(local_clock())
+        self.target = self._measure()
+        change = self.target - self.offset
+        if abs(change) > self.step_after:
+            self.offset = self.target
+            self.steps += 1
         return change
+
+    def step(self) -> float:
+        """Re-measure and apply the offset at once; return the change."""
+        self.advance(local_clock())
+        self.target = self._measure()
+        change = self.target - self.offset
+        self.offset = self.target
+        if abs(change) > self.step_after:
+            self.steps += 1
+        return change
+
+    def advance(self, now: float) -> None:
+        """Slew the applied offset towards the last measurement, by at most ``max_slew`` per second since last time."""
+        room = self.max_slew * max(0.0, now - self._slewed_at)
+        self._slewed_at = now
+        gap = self.target - self.offset
+        if gap:
+            self.offset += max(-room, min(room, gap))
 
     def to_local(self, wall: float) -> float:
         """Convert one wall-clock timestamp to the engine clock."""
         return wall - self.offset
+
+
+class ClockGuard:
+    """Keep one stream's timestamps on the engine clock when the stream's own clock jumps.
+
+    A sample cannot arrive before it was taken, and a stream's samples do not go back in time: stamps more than
+    ``jump_after`` seconds *after* their arrival, or more than ``jump_after`` seconds *before* the stream's previous
+    stamps, mean the sender's clock (or its mapping onto ours) jumped. The stream is then re-anchored: an offset
+    is added to this and every later stamp so that the newest sample lands where the stream's usual delivery lag
+    puts it, and the windows of the session go on (without it, a backward jump of Δ gave no windows for Δ, and a
+    huge forward jump left the window grid Δ behind). Each re-anchoring is counted in :attr:`jumps`.
+
+    Parameters
+    ----------
+    jump_after : float
+        Seconds of inconsistency treated as a jump (a few hops: smaller steps are gaps or jitter, which the
+        stream processor handles).
+    """
+
+    def __init__(self, jump_after: float) -> None:
+        if isinstance(jump_after, bool) or not isinstance(jump_after, int | float) or not (
+                math.isfinite(jump_after) and jump_after > 0):
+            raise ValueError(f"The 'jump_after' parameter must be a positive number of seconds, got {jump_after!r}.")
+        self.jump_after = float(jump_after)
+        self.offset = 0.0
+        self.jumps = 0
+        self.last_jump = 0.0  # the stream's clock step of the newest jump, seconds (+ forward, - backward)
+        self._newest = math.nan
+        self._lag = math.nan  # smoothed arrival - newest stamp
+
+    def process(self, timestamps: NDArray[np.float64], received: float) -> NDArray[np.float64]:
+        """Return the stamps on the engine clock (``timestamps`` itself when nothing is added)."""
+        ts = timestamps if self.offset == 0.0 else timestamps + self.offset
+        if ts.shape[0] == 0:
+            return ts
+        first, last = float(ts[0]), float(ts[-1])
+        if first < self._newest - self.jump_after or last > received + self.jump_after:
+            lag = self._lag if self._lag >= 0.0 else 0.0
+            delta = (received - lag) - last
+            self.offset += delta
+            self.last_jump = -delta
+            self.jumps += 1
+            ts = timestamps + self.offset
+            last = float(ts[-1])
+        self._newest = last
+        lag_now = received - last
+        self._lag = lag_now if math.isnan(self._lag) else self._lag + 0.1 * (lag_now - self._lag)
+        return ts
 
 
 class Dejitter:

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from rt_physio.clock import local_clock
+from rt_physio.clock import ClockGuard, local_clock
 from rt_physio.dsp import StreamProcessor
 from rt_physio.dsp.quality import WindowCounts, assess
 from rt_physio.runtime.tracing import Trace
 from rt_physio.sources.base import Chunk, Modality, Source
+from rt_physio.sources.liveness import Liveness
 
 __all__ = ["ModalityStream", "Session", "Window"]
 
@@ -92,15 +93,22 @@ class Window:
 
 
 class ModalityStream:
-    """One modality of a session: its source and the processor its chunks go through."""
+    """One modality of a session: its source, the processor its chunks go through, its liveness and clock guard.
+
+    ``spec`` is the SPEC the source was opened from (for status messages and errors). The :class:`Session` gives
+    the stream its :attr:`liveness` (stall threshold) and :attr:`clock` (jump threshold, from the hop).
+    """
 
     def __init__(self, modality: Modality, source: Source, processor: StreamProcessor,
-                 select: NDArray[np.intp] | None = None) -> None:
+                 select: NDArray[np.intp] | None = None, spec: str = "") -> None:
         self.modality = modality
         self.source = source
         self.processor = processor
         #: columns of the source's chunks that feed the model, in its order (None: all)
         self.select = select
+        self.spec = spec or source.info.name
+        self.liveness = Liveness(2.0, local_clock())
+        self.clock = ClockGuard(3.0)
         self.lock = threading.Lock()
         self.first_timestamp = math.nan
         self.newest_raw = math.nan
@@ -141,14 +149,20 @@ class Session:
     line_freqs : tuple of float
         Mains frequencies the quality score counts as interference.
     on_chunk : callable, optional
-        Sees every raw chunk (modality, chunk) before processing, on the source's thread (the recorder's tap);
-        must not block and must not modify the chunk.
+        Sees every raw chunk (modality, chunk) after its stamps are on the engine clock (see ``jump_after``), on
+        the source's thread (the recorder's tap); must not block and must not modify the chunk.
+    stall_after : float
+        Seconds without a sample after which a stream is ``stalled``
+        (see :class:`~rt_physio.sources.liveness.Liveness`).
+    jump_after : float, optional
+        Timestamp inconsistency (seconds) that re-anchors a stream's clock
+        (see :class:`~rt_physio.clock.ClockGuard`); default: three hops, at least 1 s.
     """
 
     def __init__(self, session_id: str, streams: dict[Modality, ModalityStream], *, window_s: float,
                  hop_s: float, on_window: WindowSink, sfreq: float = 200.0, scale_uv: float = 100.0,
                  missing_after: float = 1.0, line_freqs: tuple[float, ...] = (50.0, 60.0),
-                 on_chunk: ChunkTap | None = None) -> None:
+                 on_chunk: ChunkTap | None = None, stall_after: float = 2.0, jump_after: float | None = None) -> None:
         if not streams:
             raise ValueError("A session needs at least one modality stream.")
         self.session_id = session_id
@@ -173,11 +187,17 @@ class Session:
         self.windows_cut = 0
         self.windows_skipped = 0
         self.missing_counts: dict[Modality, int] = dict.fromkeys(streams, 0)
+        self.jump_after = max(3.0 * hop_s, 1.0) if jump_after is None else jump_after
+        now = local_clock()
+        for stream in streams.values():
+            stream.liveness = Liveness(stall_after, now)
+            stream.clock = ClockGuard(self.jump_after)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start every source; chunks flow from here on."""
+        """Start every source; chunks flow from here on (and each stream's stall clock runs)."""
         for modality, stream in self.streams.items():
+            stream.liveness.start(local_clock())
             stream.source.start(self._make_sink(modality))
 
     def stop(self) -> None:
@@ -188,8 +208,19 @@ class Session:
     def _make_sink(self, modality: Modality) -> Callable[[Chunk], None]:
         stream = self.streams[modality]
 
+        jumps_seen = [0]
+
         def sink(chunk: Chunk) -> None:
+            stream.liveness.on_samples(chunk.n_samples, chunk.received)
             try:
+                stamps = stream.clock.process(chunk.timestamps, chunk.received)
+                if stamps is not chunk.timestamps:
+                    chunk = Chunk(chunk.data, stamps, chunk.received)
+                    if stream.clock.jumps != jumps_seen[0]:
+                        jumps_seen[0] = stream.clock.jumps
+                        log.warning("session %s: the %s stream's clock jumped by %+.3f s; re-anchored it on the "
+                                    "engine clock (%d jump(s) so far)", self.session_id, modality.upper(),
+                                    stream.clock.last_jump, stream.clock.jumps)
                 data = chunk.data if stream.select is None else chunk.data[:, stream.select]
                 with stream.lock:
                     stream.processor.push(data, chunk.timestamps)
@@ -258,6 +289,7 @@ class Session:
                 self._next_end = t_end + self.hop_s
                 if window is None:
                     self.windows_skipped += 1
+                    self._skip_unreadable()
                     continue
                 for modality in self.streams:
                     if modality not in window.inputs:
@@ -269,6 +301,25 @@ class Session:
             # both need the GIL, and the executor's few hundred microseconds of Python come first.
             window.started.wait(self.quality_defer_s)
             window.score_quality()
+
+    def _skip_unreadable(self) -> None:
+        """Move the grid past window ends no stream can fill (after an outage): arithmetic, not one pass per hop."""
+        assert self._next_end is not None
+        ends = []
+        for stream in self.streams.values():
+            with stream.lock:
+                ring = stream.processor.ring
+                n = ring.n_available
+                if n == 0:
+                    continue
+                first = float(ring.latest(n)[1][0])
+            ends.append(first + (self.n_samples - 1) / stream.processor.fs_out)
+        if not ends:
+            return
+        k = math.floor((min(ends) - self._tolerance - self._next_end) / self.hop_s)
+        if k > 0:
+            self._next_end += k * self.hop_s
+            self.windows_skipped += k
 
     def _gap_tolerance(self, stream: ModalityStream) -> float:
         return max(self._tolerance, 1.5 / stream.source.info.sfreq)

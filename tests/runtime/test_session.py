@@ -162,3 +162,50 @@ def test_output_samples_a_few_microseconds_after_the_window_end_still_close_it()
     assert all(w.modalities == ["eeg", "ecg"] for w in windows), [w.modalities for w in windows]
     assert session.windows_skipped == 0
     assert session.missing_counts == {"eeg": 0, "ecg": 0}
+
+
+class ShiftedSource(ManualSource):
+    """A ManualSource whose stamps can be shifted by ``shift`` seconds while arrivals stay on the real schedule."""
+
+    shift = 0.0
+
+    def push(self, data: np.ndarray, stamps: np.ndarray) -> None:
+        assert self.sink is not None
+        self.sink(Chunk(data.astype(np.float32), stamps.astype(np.float64) + self.shift, received=float(stamps[-1])))
+
+
+@pytest.mark.parametrize("shift", [-30.0, 1e7])
+def test_a_clock_jump_re_anchors_the_stream_and_windows_go_on(shift: float) -> None:
+    windows: list[Window] = []
+    sources = {"eeg": ShiftedSource("eeg", 128.0, 4), "ecg": ShiftedSource("ecg", 256.0, 1)}
+    streams = {m: ModalityStream(m, src, StreamProcessor(src.info.sfreq, src.info.n_channels, bandpass=None,
+                                                          notch=None)) for m, src in sources.items()}
+    session = Session("t", streams, window_s=2.0, hop_s=0.5, on_window=windows.append)
+    session.start()
+    _feed(sources, 100.0, 106.0)  # type: ignore[arg-type]
+    before = len(windows)
+    sources["eeg"].shift = shift  # only the EEG sender's clock jumps
+    _feed(sources, 106.0, 112.0, seed=1)  # type: ignore[arg-type]
+    after = windows[before:]
+    # the grid goes on: every hop gets a window with both modalities, at most a couple lost around the jump
+    assert len(after) >= 10
+    assert all(w.modalities == ["eeg", "ecg"] for w in after[2:]), [w.modalities for w in after]
+    assert np.allclose(np.diff([w.t_end for w in windows]) % 0.5, 0.0, atol=1e-6)
+    assert streams["eeg"].clock.jumps == 1
+    assert streams["ecg"].clock.jumps == 0
+    assert streams["eeg"].clock.last_jump == pytest.approx(shift, abs=0.1)
+    assert session.windows_skipped <= 2
+    # the stamps the stream processor saw stayed on the engine clock
+    assert abs(streams["eeg"].processor.newest_timestamp - 112.0) < 0.1
+
+
+def test_after_a_very_long_outage_the_grid_skips_ahead_in_one_step() -> None:
+    """Stream silent for 10^6 s (stamps and arrivals both move on): the grid jumps, it does not walk each hop."""
+    session, sources, windows = _session({"eeg": (128.0, 4)}, hop=0.1, filters=False)
+    _feed(sources, 0.0, 4.0)
+    before = len(windows)
+    _feed(sources, 1e6, 1e6 + 4.0, seed=1)
+    after = windows[before:]
+    assert after and all(w.t_end > 1e6 for w in after)
+    assert session.windows_skipped >= (1e6 - 4.0) / 0.1 - 100  # counted as skipped, arithmetically
+    assert [w.seq for w in windows] == list(range(len(windows)))
