@@ -70,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="leave a modality out of a window when it lags this long (default: 1)")
     run.add_argument("--resolve-timeout", type=number_arg("resolve-timeout"), metavar="S",
                      help="how long to look for LSL streams (default: 5)")
+    run.add_argument("--stall-after", type=number_arg("stall-after"), metavar="S",
+                     help="a stream with no sample for S seconds (also before its first) is 'stalled' and the "
+                          "session 'degraded' in the status messages (default: 2)")
+    run.add_argument("--give-up-after", type=number_arg("give-up-after"), metavar="S",
+                     help="end the run (exit status 3, naming the source) when a stream stays out of 'streaming' "
+                          "for S seconds (default: never; the session stays 'degraded' and recovers)")
+    run.add_argument("--status-every", type=number_arg("status-every"), metavar="S",
+                     help="publish each session's status at least every S seconds, besides on every change "
+                          "(default: 5)")
     run.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: cores - 1, at least 1)")
     run.add_argument("--backend", choices=["auto", "eager", "traced", "cuda-graph"],
                      help="how the model runs (default: auto = CUDA graphs on a GPU, traced on the CPU)")
@@ -136,7 +145,8 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         "threads": args.threads,
         "backend": args.backend, "precision": args.precision, "max_batch": args.max_batch,
         "max_wait_ms": args.max_wait_ms, "control": args.control, "calibrate_s": args.calibrate,
-        "inline": args.inline,
+        "inline": args.inline, "stall_after_s": args.stall_after, "give_up_after_s": args.give_up_after,
+        "status_every_s": args.status_every,
     }
     overrides = {k: v for k, v in options.items() if v is not None}
     if args.eeg is not None or args.ecg is not None or args.session is not None:
@@ -230,7 +240,10 @@ def _cmd_models(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Entry point of ``rt-physio``; returns the exit status (2 for user errors, shown without a traceback)."""
+    """Entry point of ``rt-physio``; returns the exit status (2 for user errors, 3 for a source given up on).
+
+    Both are shown as ``rt-physio: error: …`` without a traceback.
+    """
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     stream = sys.stdout if out is None else out
@@ -239,7 +252,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return handler(args, stream)
     except RtPhysioError as exc:
         sys.stderr.write(f"rt-physio: error: {exc}\n")
-        return 2
+        return exc.exit_status
     except KeyboardInterrupt:
         return 130
 

@@ -189,6 +189,9 @@ class EngineConfig:
     control: str | None = None  # zmq://HOST:PORT of the control REP server; None: no ZeroMQ control channel
     calibrate_s: float | None = None  # the first S seconds of each session are the person's baseline; None: none
     inline: bool | None = None  # run a lone session's window on the thread that cut it; None: on a 1-thread CPU
+    stall_after_s: float = 2.0  # a stream with no sample for this long (also before its first) is 'stalled'
+    give_up_after_s: float | None = None  # a stream out of 'streaming' this long ends the run (exit 3); None: never
+    status_every_s: float = 5.0  # heartbeat: a status message at least this often, besides one per state change
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -230,6 +233,14 @@ class EngineConfig:
                 check_number("calibrate", self.calibrate_s, **self.calibrate_range())
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
+        if not 0 < self.stall_after_s <= 600:
+            raise ConfigError(f"The 'stall_after' parameter must be in (0, 600] seconds, got {self.stall_after_s}.")
+        if self.give_up_after_s is not None and not self.stall_after_s <= self.give_up_after_s <= 86400:
+            raise ConfigError(f"The 'give_up_after' parameter must be between 'stall_after' ({self.stall_after_s:g} s) "
+                              f"and 86400 seconds, got {self.give_up_after_s}.")
+        if not 0.1 <= self.status_every_s <= 3600:
+            raise ConfigError(f"The 'status_every' parameter must be in [0.1, 3600] seconds, got "
+                              f"{self.status_every_s}.")
         if self.control is not None and not self.control.startswith("zmq://"):
             raise ConfigError(
                 f"The 'control' parameter must be a zmq://HOST:PORT URL, e.g. zmq://127.0.0.1:5557, got "

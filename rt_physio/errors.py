@@ -6,6 +6,9 @@ from __future__ import annotations
 class RtPhysioError(Exception):
     """Base class for user-facing errors: the message alone must say what was wrong and what to do."""
 
+    #: The exit status of ``rt-physio`` when this error ends it.
+    exit_status: int = 2
+
 
 class ConfigError(RtPhysioError):
     """A configuration value, device profile or command-line argument is invalid."""
@@ -17,3 +20,9 @@ class SourceError(RtPhysioError):
 
 class ModelError(RtPhysioError):
     """A model folder, its model.toml or its weights are missing or corrupt."""
+
+
+class SourceLostError(SourceError):
+    """A source stayed out of streaming longer than ``--give-up-after``: the run ends (exit status 3)."""
+
+    exit_status = 3
