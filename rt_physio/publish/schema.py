@@ -16,7 +16,8 @@ from typing import Any, Literal, get_args
 
 import msgpack
 
-__all__ = ["FORMATS", "SCHEMA_ID", "Format", "Prediction", "decode", "encode", "load_schema", "validate"]
+__all__ = ["FORMATS", "SCHEMA_ID", "Format", "Prediction", "decode", "encode", "load_schema", "load_status_schema",
+           "validate", "validate_status"]
 
 SCHEMA_ID = "rt_physio.prediction/1"
 Format = Literal["json", "msgpack"]
@@ -97,11 +98,16 @@ def decode(payload: bytes, fmt: Format = "json") -> dict[str, Any]:
 
 
 @cache
-def load_schema() -> dict[str, Any]:
-    """Return the JSON Schema of ``rt_physio.prediction/1``."""
-    text = resources.files("rt_physio.publish").joinpath("prediction.schema.json").read_text(encoding="utf-8")
+def load_schema(name: str = "prediction") -> dict[str, Any]:
+    """Return the JSON Schema of ``rt_physio.prediction/1`` (or of ``rt_physio.<name>/1``)."""
+    text = resources.files("rt_physio.publish").joinpath(f"{name}.schema.json").read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
+
+
+def load_status_schema() -> dict[str, Any]:
+    """Return the JSON Schema of ``rt_physio.status/1`` (``status.schema.json``)."""
+    return load_schema("status")
 
 
 def validate(message: dict[str, Any]) -> None:
@@ -109,3 +115,10 @@ def validate(message: dict[str, Any]) -> None:
     import jsonschema
 
     jsonschema.validate(message, load_schema())
+
+
+def validate_status(message: dict[str, Any]) -> None:
+    """Raise ``jsonschema.ValidationError`` if ``message`` does not follow the ``rt_physio.status/1`` schema."""
+    import jsonschema
+
+    jsonschema.validate(message, load_status_schema())

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from rt_physio.clock import local_clock
 from rt_physio.config import EngineConfig, SessionConfig
 from rt_physio.dsp import StreamProcessor
-from rt_physio.errors import ConfigError
+from rt_physio.errors import ConfigError, SourceLostError
 from rt_physio.nn.registry import LoadedModel, load_model
 from rt_physio.nn.spec import ModelSpec
 from rt_physio.publish import base as topics
@@ -31,6 +31,7 @@ from rt_physio.runtime.commands import engine_commands
 from rt_physio.runtime.executor import InferenceExecutor, InferenceResult, resolve_device
 from rt_physio.runtime.runners import BUCKETS, bucket_for
 from rt_physio.runtime.session import ModalityStream, Session, Window
+from rt_physio.runtime.status import StatusReporter
 from rt_physio.sources.base import MODALITIES, Chunk, Modality, Source
 from rt_physio.sources.spec import open_source
 
@@ -130,7 +131,6 @@ class Engine:
         self._on_prediction = on_prediction
         self._stop = threading.Event()
         self._opened: list[Source] = []
-        self._failures_reported: set[int] = set()
         self.publishers: list[Publisher] = []
         self.recorder: Recorder | None = None
         self.control: ControlServer | None = None
@@ -164,6 +164,10 @@ class Engine:
             raise
         self.predictions = 0
         self.first_prediction_at = float("nan")
+        #: liveness per modality → rt_physio.status/1 messages (the watchdog ticks it; see runtime/status.py)
+        self.status = StatusReporter(self.sessions, self._publish_status, model_name=self.model.spec.name,
+                                     every=config.status_every_s, give_up_after=config.give_up_after_s,
+                                     drops=self.drop_counts, dropped=lambda: self.executor.dropped)
 
     # -- construction ------------------------------------------------------------------------------------------
     def _build_session(self, sc: SessionConfig) -> Session:
@@ -184,7 +188,7 @@ class Engine:
                                     f"Model {spec.name!r}", f"{source_spec!r} ({modality.upper()})")
             processor = build_processor(spec, modality, source, self.config.line_freq, self.config.window_s,
                                         n_channels=None if select is None else len(select))
-            streams[modality] = ModalityStream(modality, source, processor, select=select)
+            streams[modality] = ModalityStream(modality, source, processor, select=select, spec=source_spec)
             log.info("session %s: %s from %s (%s, %d ch at %g Hz)", sc.session_id, modality.upper(), source_spec,
                      source.info.name, source.info.n_channels, source.info.sfreq)
         if not streams:
@@ -192,7 +196,8 @@ class Engine:
         tap = functools.partial(self._record_chunk, sc.session_id) if self.config.record is not None else None
         return Session(sc.session_id, streams, window_s=self.config.window_s, hop_s=self.config.hop_s,
                        on_window=self._on_window, sfreq=spec.sfreq, scale_uv=spec.scale_uv,
-                       missing_after=self.config.missing_after_s, line_freqs=(self.config.line_freq,), on_chunk=tap)
+                       missing_after=self.config.missing_after_s, line_freqs=(self.config.line_freq,), on_chunk=tap,
+                       stall_after=self.config.stall_after_s)
 
     def _make_recorder(self, root: str) -> Recorder:
         from rt_physio import __version__
@@ -243,13 +248,7 @@ class Engine:
         if self._on_prediction is not None:
             self._on_prediction(prediction)
 
-    def _publish_status(self, session_id: str, state: str) -> None:
-        session = self.sessions[session_id]
-        message = {
-            "state": state, "t_wall": time.time(), "model": self.model.spec.name, "windows": session.windows_cut,
-            "skipped": session.windows_skipped, "missing": dict(session.missing_counts),
-            "dropped": self.executor.dropped,
-        }
+    def _publish_status(self, session_id: str, message: dict[str, Any]) -> None:
         for publisher in self.publishers:
             publisher.status(session_id, message)
 
@@ -339,31 +338,39 @@ class Engine:
         # gc.collect() first: it runs the finalizers of start-up garbage on this thread, and in one replay run
         # that collection blocked for over 9 s, before any source had started.
         gc.freeze()
-        for session_id, session in self.sessions.items():
+        for session in self.sessions.values():
             session.start()
-            self._publish_status(session_id, "online")
+        self.status.start()
 
     def run(self, duration_s: float | None = None) -> None:
-        """Start, then block until ``duration_s`` passes (or :meth:`request_stop`), then stop cleanly."""
+        """Start, then block until ``duration_s`` passes (or :meth:`request_stop`), then stop cleanly.
+
+        Raises
+        ------
+        SourceLostError
+            After stopping cleanly, when a modality stayed out of streaming for ``give_up_after_s`` seconds.
+        """
         self.start()
         deadline = None if duration_s is None else local_clock() + duration_s
+        lost = None
         try:
             while not self._stop.is_set():
                 if deadline is not None and local_clock() >= deadline:
                     break
                 self._stop.wait(0.1)
-                self._watchdog()
+                lost = self._watchdog()
+                if lost is not None:
+                    break
         finally:
             self.stop()
+        if lost is not None:
+            raise lost
 
-    def _watchdog(self) -> None:
+    def _watchdog(self) -> SourceLostError | None:
+        """Cut the windows silent modalities were holding up; update liveness and publish status (main thread)."""
         for session in self.sessions.values():
             session.poll()
-            for stream in session.streams.values():
-                failure = getattr(stream.source, "failure", None)
-                if failure is not None and id(stream) not in self._failures_reported:
-                    self._failures_reported.add(id(stream))
-                    log.error("session %s: %s source stopped: %s", session.session_id, stream.modality, failure)
+        return self.status.tick()
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to return (safe from signal handlers and other threads)."""
@@ -382,8 +389,7 @@ class Engine:
         for session in self.sessions.values():
             session.stop()
         self.executor.stop()
-        for session_id in self.sessions:
-            self._publish_status(session_id, "offline")
+        self.status.stop()
         self._close_all()
         gc.unfreeze()  # what start() froze is collectable again (tests and notebooks start many engines)
 
