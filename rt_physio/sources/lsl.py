@@ -7,16 +7,21 @@ Timestamps are the sender's plus ``time_correction()``, refreshed every few seco
 ~0.6 s, so it is made when the source is opened, on the caller's thread), then dejittered by our own online
 fit (:class:`~rt_physio.clock.Dejitter`, settles in seconds); LSL's own post-processing is off.
 
-A stream that goes silent (its sender crashed, the headset went out of range) is reported after
-``stall_after`` seconds; the inlet is opened with ``recover=True``, so when a stream with the same source_id
-comes back liblsl reconnects and samples flow again. The gap is counted (``stats.extra``: ``stalls``, ``gaps``,
-``gap_ms``), the dejitter fit restarts, and the time correction is re-read at once. The session downstream
-leaves the modality out of windows while it is behind and takes it back once it has a full window again.
+A stream that goes silent (its sender crashed, the headset went out of range), or never sends a first sample,
+is reported after ``stall_after`` seconds. The inlet is opened with ``recover=True``, so when a stream with the
+same source_id comes back liblsl reconnects and samples flow again; beyond that, :class:`~rt_physio.sources.
+lsl_recovery.LslRecovery` looks for the stream by the original query (a sender restarted with another
+source_id) and renews a subscription that stays silent while its stream is visible. Nothing here gives up:
+the engine decides (``--give-up-after``). The gap is counted (``stats.extra``: ``stalls``, ``gaps``,
+``gap_ms``, ``reconnects``), the dejitter fit restarts, and the time correction is re-read at once. The session
+downstream leaves the modality out of windows while it is behind and takes it back once it has a full window
+again.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -28,6 +33,7 @@ from pylsl.util import TimeoutError as LslTimeoutError
 from rt_physio.clock import Dejitter, local_clock
 from rt_physio.errors import SourceError
 from rt_physio.sources.base import Chunk, ChunkSink, Modality, StreamInfo, ThreadedSource
+from rt_physio.sources.lsl_recovery import LslRecovery
 from rt_physio.sources.lsl_streams import describe_query, resolve_stream, summarize
 from rt_physio.sources.profiles import ModalityProfile
 from rt_physio.sources.units import scale_to_uv
@@ -39,6 +45,7 @@ log = logging.getLogger(__name__)
 _DTYPES: dict[int, type[np.generic]] = {pylsl.cf_float32: np.float32, pylsl.cf_double64: np.float64,
                                         pylsl.cf_int8: np.int8, pylsl.cf_int16: np.int16, pylsl.cf_int32: np.int32,
                                         pylsl.cf_int64: np.int64}
+_FORMATS: dict[type[np.generic], int] = {v: k for k, v in _DTYPES.items()}
 
 
 def _channel_field(info: pylsl.StreamInfo, field: str) -> list[str]:
@@ -73,6 +80,10 @@ class LslSource(ThreadedSource):
     dejitter : bool
         Replace the timestamps by an online least-squares fit against the sample index (see
         :class:`~rt_physio.clock.Dejitter`).
+    query : mapping, optional
+        The properties the stream was resolved by, to find it again (default: its source_id).
+    uid : str
+        The stream's uid (the one instance of it the inlet is on).
     """
 
     #: Seconds between ``time_correction`` refreshes.
@@ -88,9 +99,12 @@ class LslSource(ThreadedSource):
 
     def __init__(self, inlet: pylsl.StreamInlet, info: StreamInfo, *, pick: NDArray[np.intp] | None,
                  scale: float | NDArray[np.float64] | None, dtype: type[np.generic], time_correction: float,
-                 dejitter: bool = True) -> None:
+                 dejitter: bool = True, query: Mapping[str, str] | None = None, uid: str = "") -> None:
         super().__init__(info)
         self._inlet: pylsl.StreamInlet | None = inlet
+        self._recovery = LslRecovery(query or {"source_id": info.source_id}, info.name, uid, info.source_id,
+                                     (inlet.channel_count, float(info.sfreq), _FORMATS[dtype]))
+        self._subscribed_at = math.nan
         self._pick = pick
         self._scale = scale
         n_stream = inlet.channel_count
@@ -103,7 +117,7 @@ class LslSource(ThreadedSource):
         self._last_arrival = float("nan")
         self._last_stamp = float("nan")
         self._stalled = False
-        self._stats.extra.update(stalls=0, gaps=0, gap_ms=0, dejitter_resets=0)
+        self._stats.extra.update(stalls=0, gaps=0, gap_ms=0, dejitter_resets=0, reconnects=0)
 
     def start(self, sink: ChunkSink) -> None:
         """Subscribe to the stream's data, then start the acquisition thread delivering chunks to ``sink``.
@@ -117,12 +131,18 @@ class LslSource(ThreadedSource):
         except (LslTimeoutError, LostError) as exc:
             raise SourceError(f"LSL stream {self._info.name!r} did not accept a subscription within "
                               f"{self.open_timeout:g} s ({type(exc).__name__}); is its sender still running?") from exc
+        self._subscribed_at = self._recovery.subscribed_at = local_clock()
         super().start(sink)
 
     @property
     def stalled(self) -> bool:
         """True while the stream has been silent for more than :attr:`stall_after` seconds."""
         return self._stalled
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the latest recovery attempt failed (None while data flow)."""
+        return self._recovery.last_error
 
     @property
     def dejitter(self) -> Dejitter | None:
@@ -201,31 +221,29 @@ class LslSource(ThreadedSource):
         log.info("opened %s for %s: %d channels at %g Hz (query %s)", what, modality, len(names), sfreq,
                  describe_query(query))
         return cls(inlet, info, pick=pick, scale=None if isinstance(scale, float) and scale == 1.0 else scale,
-                   dtype=_DTYPES[found.channel_format()], time_correction=correction, dejitter=dejitter)
+                   dtype=_DTYPES[found.channel_format()], time_correction=correction, dejitter=dejitter,
+                   query=query, uid=found.uid())
 
     # -- acquisition thread -------------------------------------------------------------------------------
     def _poll(self) -> Chunk | None:
         inlet = self._inlet
-        assert inlet is not None
+        if inlet is None:  # liblsl declared the stream lost: wait for it to be found again
+            self._stop.wait(self.wait)
+            self._on_silence(local_clock())
+            return None
         try:
             first, stamp = inlet.pull_sample(timeout=self.wait)
             if stamp is None:
-                now = local_clock()
-                if not self._stalled and now - self._last_arrival > self.stall_after:
-                    self._stalled = True
-                    self._stats.extra["stalls"] += 1
-                    log.warning("LSL stream %s: no data for %.1f s; waiting for it to come back (same source_id %r)",
-                                self._info.name, now - self._last_arrival, self._info.source_id)
-                self._refresh_correction(now)
+                self._on_silence(local_clock())
                 return None
             self._buf[0] = first
             _, stamps = inlet.pull_chunk(timeout=0.0, max_samples=self._capacity - 1, dest_obj=self._rest,
                                          as_numpy=True)
-        except LostError:  # only raised for streams LSL cannot recover (no source_id): permanent
-            self.failure = SourceError(f"LSL stream {self._info.name!r} was lost and cannot be recovered (it has "
-                                       "no source_id); restart its sender and rt-physio.")
-            log.error("%s", self.failure)
-            self._stop.set()
+        except LostError:  # liblsl gave up on this inlet (a stream without source_id): look for it by the query
+            log.warning("LSL stream %s: liblsl lost it; looking for it again by %s", self._info.name,
+                        describe_query(self._recovery.query))
+            self._inlet = None
+            inlet.close_stream()
             return None
         received = local_clock()
         n = 1 + len(stamps)
@@ -234,6 +252,7 @@ class LslSource(ThreadedSource):
         timestamps[1:] = stamps
         if self._stalled:
             self._stalled = False
+            self._recovery.reset()
             self._next_correction = received  # the sender may be another machine now: re-read the offset
             log.info("LSL stream %s: data again after %.1f s", self._info.name, received - self._last_arrival)
         self._last_arrival = received
@@ -251,6 +270,27 @@ class LslSource(ThreadedSource):
         raw = self._buf[:n] if self._pick is None else self._buf[:n, self._pick]
         data = raw.astype(np.float32) if self._scale is None else (raw * self._scale).astype(np.float32)
         return Chunk(data, timestamps, received)
+
+    def _on_silence(self, now: float) -> None:
+        """No sample this time: report a stall (also before the first sample), try to recover, keep the offset."""
+        since = self._last_arrival if not math.isnan(self._last_arrival) else self._subscribed_at
+        if not self._stalled and now - since > self.stall_after:
+            self._stalled = True
+            self._stats.extra["stalls"] += 1
+            what = "no data yet" if math.isnan(self._last_arrival) else "no data"
+            log.warning("LSL stream %s: %s for %.1f s; waiting for it to come back (source_id %r, query %s)",
+                        self._info.name, what, now - since, self._info.source_id, describe_query(self._recovery.query))
+        if (self._stalled or self._inlet is None) and self._recovery.due(now):
+            reopened = self._recovery.attempt(now, self._inlet)
+            if reopened is not None:
+                old, self._inlet = self._inlet, reopened.inlet
+                if old is not None:
+                    old.close_stream()
+                self._time_correction = reopened.time_correction
+                self._next_correction = now + self.time_correction_interval
+                self._subscribed_at = self._recovery.subscribed_at
+            self._stats.extra["reconnects"] = self._recovery.reopened + self._recovery.resubscribed
+        self._refresh_correction(now)
 
     def _refresh_correction(self, now: float | None = None) -> None:
         now = local_clock() if now is None else now

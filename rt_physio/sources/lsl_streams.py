@@ -23,6 +23,7 @@ from rt_physio.errors import ConfigError, SourceError
 __all__ = [
     "LSL_PROPS",
     "LslStreamSummary",
+    "StreamWatch",
     "describe_query",
     "quiet_liblsl",
     "resolve_stream",
@@ -125,6 +126,29 @@ def resolve_stream(query: Mapping[str, str], timeout: float = 5.0) -> pylsl.Stre
         log.warning("%d LSL streams match %s; using the first: %s. Others: %s", len(matches), describe_query(query),
                     summarize(matches[0]).describe(), "; ".join(summarize(s).describe() for s in matches[1:]))
     return matches[0]
+
+
+class StreamWatch:
+    """Keep looking for the streams that match a query, in the background; :meth:`matches` never blocks.
+
+    A ``pylsl.ContinuousResolver`` (liblsl's own thread queries the network every half second); a stream is
+    listed until it has not answered for ``forget_after`` seconds. Used while a source's stream is silent or
+    lost, to find it again whatever its new source_id.
+    """
+
+    def __init__(self, query: Mapping[str, str], forget_after: float = 3.0) -> None:
+        self.query = dict(query)
+        self._resolver: pylsl.ContinuousResolver | None = pylsl.ContinuousResolver(forget_after=forget_after)
+
+    def matches(self) -> list[pylsl.StreamInfo]:
+        """Return the streams visible now that match every property of the query."""
+        if self._resolver is None:
+            return []
+        return [s for s in self._resolver.results() if all(_prop(s, k) == v for k, v in self.query.items())]
+
+    def close(self) -> None:
+        """Stop resolving (liblsl stops its thread when the resolver is destroyed)."""
+        self._resolver = None
 
 
 def visible_streams(wait: float = 1.0) -> list[LslStreamSummary]:

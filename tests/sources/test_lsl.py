@@ -202,3 +202,50 @@ def test_a_stream_that_stops_and_comes_back_with_the_same_source_id(recorder):
     ts = recorder.timestamps()
     assert (np.diff(ts) > 0).all()
     assert source.failure is None
+
+
+def test_a_stream_that_comes_back_with_another_source_id_is_found_again_by_its_name(recorder):
+    """liblsl's recovery only follows the same source_id; ours re-resolves by the query the user gave."""
+    name = f"rtp-newid-{uuid.uuid4().hex[:8]}"
+
+    def outlet(source_id: str) -> pylsl.StreamOutlet:
+        return pylsl.StreamOutlet(pylsl.StreamInfo(name, "EEG", 2, 100.0, "float32", source_id))
+
+    first = outlet(f"first-{name}")
+    source = open_source(f"lsl:{name}", "eeg", resolve_timeout=3.0)
+    source.start(recorder)
+    try:
+        first.push_chunk(np.full((5, 2), 1.0, np.float32), (local_clock() - 0.04 + np.arange(5) / 100).tolist())
+        assert recorder.wait_samples(5, timeout=5.0)
+        del first  # the sender dies ...
+        second = outlet(f"second-{name}")  # ... and its app comes back with a new source_id
+        deadline = time.monotonic() + 30.0
+        while recorder.n_samples < 15 and time.monotonic() < deadline:  # push until the source reads the new one
+            now = local_clock()
+            second.push_chunk(np.full((5, 2), 2.0, np.float32), (now - 0.04 + np.arange(5) / 100).tolist())
+            time.sleep(0.05)
+    finally:
+        source.stop()
+    assert recorder.n_samples >= 15, "the source never read the new outlet"
+    values = recorder.data()[:, 0]
+    assert values[0] == 1.0 and values[-1] == 2.0
+    assert source.stats.extra["reconnects"] >= 1
+    assert source.stats.extra["stalls"] == 1
+    assert source.failure is None
+
+
+def test_a_stream_that_never_sends_is_reported_stalled_and_read_once_it_does(make_outlet, recorder):
+    outlet, name = make_outlet(2, 100.0)
+    source = open_source(f"lsl:{name}", "eeg", resolve_timeout=3.0)
+    source.start(recorder)
+    try:
+        deadline = time.monotonic() + 20.0
+        while not source.stalled and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert source.stalled  # before any first sample
+        outlet.push_chunk(np.full((4, 2), 3.0, np.float32), (local_clock() - 0.03 + np.arange(4) / 100).tolist())
+        assert recorder.wait_samples(4, timeout=10.0)
+    finally:
+        source.stop()
+    assert not source.stalled
+    assert source.stats.extra["stalls"] == 1
