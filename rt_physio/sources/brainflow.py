@@ -7,12 +7,22 @@ live in a module registry keyed by (board id, input parameters) and are referenc
 released when the last source using it stops, on every exit path (errors, never-started sources, exit).
 
 BrainFlow's timestamps are wall clock (``time.time``); they are mapped onto the engine clock with a
-:class:`~rt_physio.clock.WallClockMap` measured at prepare and refreshed every ``clock_refresh`` seconds.
+:class:`~rt_physio.clock.WallClockMap` measured at prepare and refreshed every ``clock_refresh`` seconds: small
+changes are slewed (the sample grid never tears), a step of the wall clock (NTP, a suspended laptop) is followed
+at once, and stamps that contradict their arrival time make the map re-measure immediately, so a step shows
+neither as +Δ before the refresh nor as −Δ after it.
+
+A board that fails (read errors for ``error_grace`` seconds, ``BoardShim.release_all_sessions()``, a dongle
+pulled out) or goes silent for ``silence_after`` seconds is released and prepared again, with backoff (0.5 s
+doubling to 5 s), until it streams again or the source is stopped; the engine decides when to give up
+(``--give-up-after``). Each success counts in the sources' ``stats.extra["reconnects"]``; while it fails,
+:attr:`BrainFlowSource.last_error` says why.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import threading
 import time
@@ -66,8 +76,14 @@ class BoardSession:
     poll_interval: float = 0.001
     #: Seconds between re-measurements of the wall-clock offset.
     clock_refresh: float = 10.0
-    #: Seconds of consecutive read errors after which the session gives up.
-    fail_after: float = 10.0
+    #: Seconds of consecutive read errors after which the board is released and prepared again.
+    error_grace: float = 0.5
+    #: Seconds without any data after which the board is released and prepared again.
+    silence_after: float = 3.0
+    #: First and longest delay between attempts to prepare the board again, seconds.
+    backoff: tuple[float, float] = (0.5, 5.0)
+    #: Stamps this far ahead of (or behind) their arrival, seconds, mean the wall clock stepped: re-measure now.
+    implausible_after: tuple[float, float] = (0.25, 2.0)
     #: Seconds of data BrainFlow's ring buffer holds (we drain it every millisecond).
     buffer_seconds: float = 120.0
 
@@ -78,6 +94,10 @@ class BoardSession:
         address = next((f"{getattr(params, f)}" for f in _ADDRESS_FIELDS if getattr(params, f)), "")
         self.label = board_name(board_id) + (f" on {address}" if address else "")
         self.failure: BaseException | None = None
+        self.last_error: str | None = None  # why the board is being prepared again (None while it streams)
+        self.reconnects = 0
+        self._params = params
+        self._last_step_check = -float("inf")
         self._subscribers: tuple[BrainFlowSource, ...] = ()
         self._refs = 0
         self._lock = threading.Lock()
@@ -110,10 +130,15 @@ class BoardSession:
         """True while the acquisition thread is alive."""
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def usable(self) -> bool:
+        """True until the session is closed or its acquisition thread ended (another source may then join it)."""
+        return not self._closed and (self._thread is None or self._thread.is_alive())
+
     def attach(self, source: BrainFlowSource) -> None:
         """Start delivering to ``source``; the first attach starts streaming and the acquisition thread."""
         with self._lock:
-            if self._closed or self._board is None:
+            if self._closed or self._board is None or not self.usable:
                 reason = f" ({self.failure})" if self.failure is not None else ""
                 raise SourceError(f"board {self.label} is already released{reason}; open the source again.")
             self._subscribers = (*self._subscribers, source)
@@ -160,51 +185,116 @@ class BoardSession:
 
     # -- acquisition thread -------------------------------------------------------------------------------
     def _run(self) -> None:
-        board = self._board
-        assert board is not None
         failing_since: float | None = None
-        next_housekeeping = local_clock() + self.clock_refresh
+        last_data = local_clock()
+        next_housekeeping = last_data + self.clock_refresh
         try:
             while not self._stop.is_set():
                 now = local_clock()
                 if now >= next_housekeeping:
                     next_housekeeping = now + self.clock_refresh
                     self._housekeeping()
-                try:
-                    n = board.get_board_data_count()
-                    if n == 0:
-                        time.sleep(self.poll_interval)  # lighter than Event.wait; stop is checked each loop
-                        continue
-                    data = board.get_board_data(n)
-                except BrainFlowError as exc:  # count, log once per run of failures, retry, give up eventually
+                data, why = self._read(now, last_data)
+                if data is not None:
+                    failing_since = None
+                    last_data = local_clock()
+                    self._dispatch(data, last_data)
+                    continue
+                if why is None:  # nothing yet
+                    time.sleep(self.poll_interval)  # lighter than Event.wait; stop is checked each loop
+                    continue
+                if why.startswith("read failed"):
                     for s in self._subscribers:
                         s.stats.errors += 1
-                    if failing_since is None:
-                        failing_since = now
-                        log.warning("board %s: read failed (%s); retrying", self.label, brainflow_error_name(exc))
-                    if now - failing_since > self.fail_after:
-                        self.failure = SourceError(f"board {self.label} stopped delivering data: "
-                                                   f"{brainflow_error_name(exc)}.")
-                        log.error("board %s: giving up after %.0f s of errors", self.label, self.fail_after)
-                        return
-                    self._stop.wait(0.1)
-                    continue
+                    failing_since = now if failing_since is None else failing_since
+                    if now - failing_since < self.error_grace and "BOARD_NOT_CREATED" not in why:
+                        self._stop.wait(0.05)  # a hiccup: read again before releasing anything
+                        continue
+                # Outside any except block and with no reference to the old BoardShim left: BoardShim.__del__
+                # releases whatever board is prepared under the same (board id, parameters), so an old shim kept
+                # alive (by a local, or an exception's traceback) and collected later would release the new board.
+                self._reprepare(why)
                 failing_since = None
-                self._dispatch(data, local_clock())
+                last_data = local_clock()
         except Exception as exc:
             self.failure = exc
             log.exception("board %s: acquisition stopped", self.label)
         finally:
             self._release_board()
 
+    def _read(self, now: float, last_data: float) -> tuple[NDArray[np.float64] | None, str | None]:
+        """Drain the board: (data, None), (None, None) when nothing is there yet, (None, why) when it failed."""
+        board = self._board
+        if board is None:  # an earlier attempt to prepare it again was cut short
+            return None, "the board is not prepared"
+        try:
+            n = board.get_board_data_count()
+            if n == 0:
+                return None, (f"no data for {now - last_data:.1f} s" if now - last_data > self.silence_after else None)
+            return board.get_board_data(n), None
+        except BrainFlowError as exc:
+            return None, f"read failed: {brainflow_error_name(exc)}"
+
+    def _reprepare(self, why: str) -> None:
+        """Release the board and prepare it again, with backoff, until it streams or the session stops."""
+        self.last_error = why
+        log.warning("board %s: %s; releasing it and preparing it again", self.label, why)
+        self._release_board()
+        delay, attempt = self.backoff[0], 0
+        while not self._stop.wait(delay):
+            attempt += 1
+            mark = BoardLog.mark()
+            board = None
+            try:
+                board = BoardShim(self.board_id, self._params)
+                board.prepare_session()
+                if self.board_id == BoardIds.PLAYBACK_FILE_BOARD.value:
+                    board.config_board("new_timestamps")
+                board.start_stream(max(1024, int(self.descr.sfreq * self.buffer_seconds)))
+            except BrainFlowError as exc:
+                self.last_error = f"{why}; preparing it again failed ({attempt}×): {brainflow_error_name(exc)}"
+                log.debug("board %s: %s.%s", self.label, self.last_error, BoardLog.explain(mark))
+                if board is not None and board.is_prepared():
+                    with contextlib.suppress(BrainFlowError):
+                        board.release_session()
+                board = None  # collected now, while no other board of its kind is prepared (see _run)
+                delay = min(2 * delay, self.backoff[1])
+                continue
+            self._board = board
+            self.clock.step()  # a new stream: map it from a fresh measurement
+            self.reconnects += 1
+            self.last_error = None
+            for s in self._subscribers:
+                s.stats.extra["reconnects"] = self.reconnects
+            log.warning("board %s: prepared again and streaming (attempt %d)", self.label, attempt)
+            return
+
     def _housekeeping(self) -> None:
         change = self.clock.refresh()
-        if abs(change) > 0.05:
-            log.warning("board %s: the wall clock jumped by %.3f s; timestamps follow it", self.label, change)
+        if abs(change) > self.clock.step_after:
+            log.warning("board %s: the wall clock stepped by %+.3f s; timestamps follow it", self.label, change)
+        self._count_clock_steps()
         BoardLog.forward()
 
+    def _count_clock_steps(self) -> None:
+        for s in self._subscribers:
+            s.stats.extra["clock_steps"] = self.clock.steps
+
     def _dispatch(self, data: NDArray[np.float64], received: float) -> None:
-        timestamps = data[self.descr.timestamp_row] - self.clock.offset
+        clock = self.clock
+        clock.advance(received)
+        stamps = data[self.descr.timestamp_row]
+        timestamps = stamps - clock.offset
+        ahead = float(timestamps[-1]) - received
+        ahead_max, behind_max = self.implausible_after
+        if (ahead > ahead_max or -ahead > behind_max) and received - self._last_step_check > 1.0:
+            # the wall clock stepped since the last measurement: re-measure now, not at the next refresh
+            self._last_step_check = received
+            change = clock.step()
+            if abs(change) > clock.step_after:
+                log.warning("board %s: the wall clock stepped by %+.3f s; re-mapped at once", self.label, change)
+                self._count_clock_steps()
+            timestamps = stamps - clock.offset
         row = self.descr.package_row
         lost = self._packages.update(data[row]) if row is not None else 0
         subscribers = self._subscribers
@@ -236,7 +326,7 @@ def acquire_session(board_id: int, params: BrainFlowInputParams) -> BoardSession
     key = (board_id, params.to_json())
     with _REGISTRY_LOCK:
         session = _REGISTRY.get(key)
-        if session is None or session._board is None:  # none yet, or its thread died and released the board
+        if session is None or not session.usable:  # none yet, or its thread died and released the board
             session = BoardSession(board_id, params)
             _REGISTRY[key] = session
         with session._lock:
@@ -270,7 +360,7 @@ class BrainFlowSource:
         self._info = info
         self._rows = np.asarray(rows, dtype=np.intp)
         self._scale = np.float32(scale)
-        self._stats = SourceStats(extra={"lost_samples": 0})
+        self._stats = SourceStats(extra={"lost_samples": 0, "reconnects": 0, "clock_steps": 0})
         self._sink: ChunkSink | None = None
         self._stopped = False
 
@@ -293,6 +383,11 @@ class BrainFlowSource:
     def failure(self) -> BaseException | None:
         """The error that stopped the board's acquisition thread, if any."""
         return self._session.failure
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the board is being prepared again (None while it streams)."""
+        return self._session.last_error
 
     @property
     def running(self) -> bool:

@@ -278,3 +278,23 @@ def test_synthetic_board_for_30_s_loses_no_sample(two_recorders):
     assert (np.diff(ts) > 0).all()
     assert abs(ts[-1] - local_clock()) < 1.0
     assert_board_free()
+
+
+def test_release_all_sessions_mid_run_the_board_is_prepared_again_and_samples_resume(recorder):
+    source = open_source("synthetic", "eeg")
+    try:
+        source.start(recorder)
+        assert recorder.wait_samples(50, timeout=5.0)
+        BoardShim.release_all_sessions()  # what a crashed driver or another program can do to the board
+        released_at = local_clock()
+        n = recorder.n_samples
+        assert recorder.wait_samples(n + 250, timeout=30.0), "no samples after the board was released"
+    finally:
+        source.stop()
+    assert source.stats.extra["reconnects"] == 1
+    assert source.last_error is None
+    assert source.failure is None
+    later = [c for c in recorder.chunks if c.received > released_at]
+    assert later and all(abs(c.timestamps[-1] - c.received) < 0.5 for c in later)  # still on the engine clock
+    assert_board_free()
+    assert not bf._REGISTRY

@@ -1,0 +1,81 @@
+"""The engine clock's mappings: a wall clock that slews or steps, and streams whose own clocks jump."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from rt_physio.clock import ClockGuard, WallClockMap, local_clock
+
+
+class ShiftedWall:
+    """The real wall clock plus an offset the test moves (what NTP does to time.time())."""
+
+    def __init__(self) -> None:
+        self.shift = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.shift
+
+
+def test_a_small_wall_clock_change_is_slewed_not_stepped() -> None:
+    wall = ShiftedWall()
+    clock = WallClockMap(wall=wall, max_slew=1e-3)
+    start = clock.offset
+    wall.shift = 0.02  # NTP corrected the wall clock by 20 ms
+    change = clock.refresh()
+    assert change == pytest.approx(0.02, abs=2e-3)
+    assert clock.offset == pytest.approx(start, abs=2e-3)  # not applied in one go: the sample grid would tear
+    now = local_clock()
+    clock.advance(now + 5.0)  # five seconds later: at most 5 ms of it applied
+    assert clock.offset - start == pytest.approx(5e-3, abs=1e-3)
+    clock.advance(now + 60.0)
+    assert clock.offset - start == pytest.approx(0.02, abs=2e-3)  # converged, never beyond the target
+    assert clock.steps == 0
+
+
+def test_a_wall_clock_step_is_followed_at_once_and_counted() -> None:
+    wall = ShiftedWall()
+    clock = WallClockMap(wall=wall)
+    start = clock.offset
+    wall.shift = -30.0
+    assert clock.refresh() == pytest.approx(-30.0, abs=0.01)
+    assert clock.offset - start == pytest.approx(-30.0, abs=0.01)
+    assert clock.steps == 1
+    wall.shift = 0.0
+    clock.step()  # the caller saw implausible stamps: re-measure now
+    assert clock.offset == pytest.approx(start, abs=0.01)
+    assert clock.steps == 2
+
+
+@pytest.mark.parametrize("jump", [-30.0, -2.0, 5.0, 1e7])
+def test_clock_guard_re_anchors_jumps_beyond_its_threshold(jump: float) -> None:
+    guard = ClockGuard(jump_after=1.5)
+    fs, lag = 100.0, 0.02
+    out = []
+    for k in range(0, 1000, 10):
+        stamps = 50.0 + (k + np.arange(10)) / fs
+        received = stamps[-1] + lag
+        if k >= 500:
+            stamps = stamps + jump  # the sender's clock jumped; arrivals did not
+        out.append(guard.process(stamps, received))
+    ts = np.concatenate(out)
+    if abs(jump) > 1.5:
+        assert guard.jumps == 1
+        assert guard.last_jump == pytest.approx(jump, abs=0.05)
+        # continuous on the engine clock: one sample period apart, give or take the lag estimate
+        assert np.abs(np.diff(ts) - 1 / fs).max() < 0.01
+    else:
+        assert guard.jumps == 0
+        np.testing.assert_allclose(ts[500:], 50.0 + np.arange(500, 1000) / fs + jump)
+
+
+def test_clock_guard_leaves_a_real_gap_alone() -> None:
+    """A sender that was silent for a minute: stamps and arrivals moved on together; no jump."""
+    guard = ClockGuard(jump_after=1.5)
+    a = guard.process(np.array([10.0, 10.01]), 10.03)
+    b = guard.process(np.array([70.0, 70.01]), 70.03)
+    assert guard.jumps == 0
+    assert a[0] == 10.0 and b[0] == 70.0
