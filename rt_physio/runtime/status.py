@@ -3,7 +3,8 @@
 The engine's watchdog calls :meth:`StatusReporter.tick` on its own (main) thread a few times a second. Each tick
 updates every stream's :class:`~rt_physio.sources.liveness.Liveness` (so a stream that never sends a first
 sample turns ``stalled`` exactly like one that stops), publishes the status of every session in which a state
-changed, and a heartbeat every ``every`` seconds otherwise. A session is ``online`` when every configured
+changed (or a source reconnected, or a stream's clock jumped), and a heartbeat every ``every`` seconds
+otherwise. A session is ``online`` when every configured
 modality is ``streaming``, ``degraded`` otherwise, ``offline`` once stopped.
 
 With ``give_up_after``, a modality that stays out of ``streaming`` that long is marked ``lost`` and the tick
@@ -72,6 +73,7 @@ class StatusReporter:
         self._started = dict.fromkeys(sessions, local_clock())
         self._next_heartbeat = dict.fromkeys(sessions, 0.0)
         self._failures_seen: set[int] = set()
+        self._events: dict[int, tuple[int, int]] = {}  # per stream: (reconnects, clock_jumps) last published
         self.published = 0
         self.given_up: SourceLostError | None = None
 
@@ -94,6 +96,10 @@ class StatusReporter:
                 if change is not None:
                     changed = True
                     self._log_change(session_id, stream, change, now)
+                events = self._event_counts(stream)
+                if self._events.setdefault(id(stream), events) != events:  # a reconnection or a clock jump
+                    self._events[id(stream)] = events
+                    changed = True
                 if (self.give_up_after is not None and self.given_up is None
                         and stream.liveness.not_streaming_for(now) > self.give_up_after):
                     self.given_up = self._give_up(session_id, stream, now)
@@ -135,6 +141,11 @@ class StatusReporter:
         return message
 
     @staticmethod
+    def _event_counts(stream: ModalityStream) -> tuple[int, int]:
+        extra = stream.source.stats.extra
+        return int(extra.get("reconnects", 0)), stream.clock.jumps + int(extra.get("clock_steps", 0))
+
+    @staticmethod
     def _modality(stream: ModalityStream, now: float, wall_now: float) -> dict[str, Any]:
         report = stream.liveness.report(now)
         processed = stream.processor.stats
@@ -145,7 +156,7 @@ class StatusReporter:
             "rate_hz": None if report.rate_hz is None else round(report.rate_hz, 2),
             "nonfinite": processed.nonfinite_replaced, "gaps": processed.gaps,
             "reconnects": int(extra.get("reconnects", 0)),
-            "clock_jumps": stream.clock.jumps + int(extra.get("clock_steps", 0)),
+            "clock_jumps": StatusReporter._event_counts(stream)[1],
             "recovered": report.recovered, "source": stream.spec,
         }
         error = report.reason
