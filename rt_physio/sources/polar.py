@@ -20,7 +20,10 @@ horizon (Bluetooth only ever delays a frame, so the least-delayed frame is the b
 slewed by at most half a millisecond per frame once settled so that a better estimate never tears the grid.
 
 The BLE layer (bleak) is kept thin: :class:`PolarH10Source` runs one asyncio loop on its own thread, connects
-on :func:`open_polar` (so a wrong address is an error before the engine starts) and reconnects after a drop.
+on :func:`open_polar` (so a wrong address is an error before the engine starts) and reconnects after a drop, or
+after 5 s without an ECG frame while the link still looks connected (a :class:`~rt_physio.sources.link_watch.
+LinkWatch` decides; reconnection attempts back off from 1 s to 10 s and never give up: the engine decides, with
+``--give-up-after``).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from numpy.typing import NDArray
 from rt_physio.clock import local_clock
 from rt_physio.errors import ConfigError, SourceError
 from rt_physio.sources.base import Chunk, ChunkSink, Modality, SourceStats, StreamInfo, deliver
+from rt_physio.sources.link_watch import LinkWatch
 
 __all__ = [
     "ECG_START",
@@ -347,6 +351,8 @@ class PolarH10Source:
         self.address = address
         self._stats = SourceStats(extra={"frames_rejected": 0, "reconnects": 0})
         self._link = _Link()
+        self._watch = LinkWatch(first_delay=min(self.retry, 10.0))
+        self.last_error: str | None = None  # why the latest reconnection attempt failed (None while connected)
         self._sink: ChunkSink | None = None
         self._stopped = False
         self.failure: BaseException | None = None
@@ -396,6 +402,7 @@ class PolarH10Source:
                               "Is it worn (the strap only wakes up on skin) and not connected to a phone?") from exc
         self._link.client = client
         self._link.clock.reset()
+        self._watch.connected()
         await client.start_notify(HR_MEASUREMENT, self._on_hr)
         if self._sink is not None:
             await self._start_ecg()
@@ -404,22 +411,38 @@ class PolarH10Source:
         client = self._link.client
         await client.start_notify(PMD_DATA, self._on_pmd)
         await client.write_gatt_char(PMD_CONTROL, ECG_START, response=True)
+        self._watch.streaming(local_clock())
+
+    def _check_silence(self) -> None:
+        """Once a second on the loop: a link that stays connected but sends no ECG is dropped and re-opened."""
+        if self._stopped:
+            return
+        if self._watch.silent(local_clock()):
+            self.last_error = f"no ECG frame for {self._watch.silence_after:g} s while connected"
+            log.warning("Polar H10 %s: %s; dropping the link to reconnect", self.address, self.last_error)
+            client = self._link.client
+            if client is not None:
+                self._loop.create_task(client.disconnect())  # its disconnected callback starts the reconnection
+        self._loop.call_later(1.0, self._check_silence)
 
     def _on_disconnect(self, client: Any) -> None:
         if self._stopped:
             return
-        log.warning("Polar H10 %s disconnected; reconnecting every %g s", self.address, self.retry)
+        log.warning("Polar H10 %s disconnected; reconnecting (backing off from %g s to %g s)", self.address,
+                    self._watch.first_delay, self._watch.max_delay)
         self._loop.create_task(self._reconnect())
 
     async def _reconnect(self) -> None:
         while not self._stopped:
-            await asyncio.sleep(self.retry)
+            await asyncio.sleep(self._watch.next_delay())
             try:
                 await self._connect()
             except Exception as exc:
-                log.debug("Polar H10 %s: reconnection failed: %s", self.address, exc)
+                self.last_error = f"reconnection failed: {exc}"
+                log.debug("Polar H10 %s: %s", self.address, self.last_error)
                 continue
             self._stats.extra["reconnects"] += 1
+            self.last_error = None
             log.info("Polar H10 %s reconnected", self.address)
             return
 
@@ -442,6 +465,7 @@ class PolarH10Source:
             return
         if len(values) == 0 or self._sink is None:
             return
+        self._watch.frame(received)
         stamps = self._link.clock.sample_times(frame.timestamp_ns, len(values), received)
         chunk = Chunk(values.astype(np.float32)[:, None], stamps, received)
         deliver(self._sink, chunk, self._stats, self._info.name)
@@ -455,6 +479,7 @@ class PolarH10Source:
             self._call(self._start_ecg(), 10.0)
         except Exception as exc:
             raise SourceError(f"The Polar H10 at {self.address} refused to start ECG: {exc}") from exc
+        self._loop.call_soon_threadsafe(self._loop.call_later, 1.0, self._check_silence)
 
     def stop(self) -> None:
         """Stop ECG, disconnect and end the source's thread (idempotent)."""

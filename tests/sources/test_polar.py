@@ -148,3 +148,24 @@ def test_pmd_epoch_is_2000_01_01():
 
     assert datetime.datetime.fromtimestamp(PMD_EPOCH_UNIX, datetime.UTC) == datetime.datetime(
         2000, 1, 1, tzinfo=datetime.UTC)
+
+
+def test_link_watch_drops_a_silent_link_and_backs_off_reconnections():
+    """The decisions above the radio: a connected strap that sends no ECG is dropped; retries back off, capped."""
+    from rt_physio.sources.link_watch import LinkWatch
+
+    watch = LinkWatch(silence_after=5.0, first_delay=1.0, max_delay=10.0)
+    assert not watch.silent(1000.0)  # nothing requested yet: never silent
+    watch.streaming(100.0)
+    assert not watch.silent(104.0)
+    assert watch.silent(105.5)  # no first frame within 5 s of starting ECG
+    assert not watch.silent(106.0)  # dropped once; silent again only after streaming is requested again
+    assert [watch.next_delay() for _ in range(6)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    watch.connected()
+    watch.streaming(200.0)
+    for t in np.arange(200.5, 230.0, 0.56):  # a frame every 0.56 s: never silent
+        watch.frame(float(t))
+        assert not watch.silent(float(t) + 0.5)
+    assert watch.silent(236.0)  # frames stopped at ~229.7
+    assert watch.drops == 2
+    assert watch.next_delay() == 1.0  # the backoff restarted with the last successful connection
