@@ -3,8 +3,9 @@
 The command line (``rt-physio run --calibrate 60``), the config file (``calibrate = 60``) and a control message
 (``{"cmd": "calibrate", "seconds": 60}``) all end in :func:`check_number`, so one number is held to the same
 bounds, with the same message, whichever way it came: the message names the parameter, the value received and
-what was expected, e.g. ``The 'seconds' parameter must be a finite number between 5 and 3600 (seconds), got
-1e+300.`` Non-finite numbers (NaN, ±inf) are always refused: no parameter of the engine means anything infinite.
+what was expected, e.g. ``The 'seconds' parameter must be a finite number between 5 and 3600 (seconds; a baseline
+is at least the window length), got 1e+300.`` Non-finite numbers (NaN, ±inf) are always refused: no parameter of
+the engine means anything infinite.
 """
 
 from __future__ import annotations

@@ -254,7 +254,8 @@ class EngineConfig:
 
         The same for ``--calibrate``, ``calibrate =`` and the ``calibrate`` control command.
         """
-        return {"minimum": self.window_s, "maximum": CALIBRATE_MAX_S, "unit": "seconds"}
+        return {"minimum": self.window_s, "maximum": CALIBRATE_MAX_S,
+                "unit": "seconds; a baseline is at least the window length"}
 
 
 def _spec_or_none(value: Any, where: str) -> str | None:

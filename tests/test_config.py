@@ -73,8 +73,8 @@ def test_run_to_completion_can_be_switched_off_in_the_file_or_on_the_command_lin
     ("max_batch = true\n", "The 'max_batch' parameter must be an integer, got True (a boolean)."),
     ("inline = 'yes'\n", "The 'inline' parameter must be true or false, got 'yes' (a string)."),
     ('model = {name = "x"}\n', "The 'model' parameter must be a string, got {'name': 'x'} (a table)."),
-    ("calibrate = 1e300\n", "The 'calibrate' parameter must be a finite number between 5 and 3600 (seconds), "
-                            "got 1e+300."),
+    ("calibrate = 1e300\n", "The 'calibrate' parameter must be a finite number between 5 and 3600 (seconds; a "
+                            "baseline is at least the window length), got 1e+300."),
     ("[[sessions]]\nid = 5\neeg = 'synthetic'\n", "sessions[0]: The 'id' parameter must be a string, got 5 "
                                                    "(an integer)."),
     ("[[sessions]]\nid = 'a'\neeg = 7\n", "sessions[0].eeg must be a source SPEC string"),

@@ -37,8 +37,10 @@ HOSTILE: list[tuple[bytes, str]] = [
     (b'{"cmd": "ping", "verbose": true}', "command 'ping' takes no arguments; unknown key(s): 'verbose'"),
     (b'{"cmd": "calibrate", "secs": 60}', "command 'calibrate' takes only 'seconds'; unknown key(s): 'secs'"),
     (b'{"cmd": "calibrate", "seconds": 1e300}',
-     "The 'seconds' parameter must be a finite number between 2 and 3600 (seconds), got 1e+300."),
-    (b'{"cmd": "calibrate", "seconds": 1}', "between 2 and 3600 (seconds), got 1."),
+     "The 'seconds' parameter must be a finite number between 2 and 3600 (seconds; a baseline is at least the "
+     "window length), got 1e+300."),
+    (b'{"cmd": "calibrate", "seconds": 1}', "between 2 and 3600 (seconds; a baseline is at least the window length), "
+                                            "got 1."),
     (b'{"cmd": "calibrate", "seconds": "60"}', "got '60'."),
     (b'{"cmd": "calibrate", "seconds": true}', "got True."),
     (b'{"cmd": "calibrate", "seconds": NaN}', "holds NaN, which is not a JSON number"),
