@@ -6,7 +6,8 @@
 Needs only paho-mqtt (and msgpack for --msgpack). Topics, per session:
   <prefix>/<session>/pred    every prediction
   <prefix>/<session>/state   the latest prediction, retained: delivered at once when you subscribe
-  <prefix>/<session>/status  "online" / "offline" (retained; "offline" is also the engine's last will)
+  <prefix>/<session>/status  the session's rt_physio.status/1 message: state online / degraded / offline and each
+                             modality's liveness (retained; "offline" is also the engine's last will)
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ def main() -> None:
         nonlocal received
         session, kind = message.topic.split("/")[-2:]
         if kind == "status":
-            print(f"{session}: {message.payload.decode()}{' (retained)' if message.retain else ''}", flush=True)
+            status = decode(message.payload)
+            modalities = "  ".join(f"{m} {v['state']}" for m, v in status.get("modalities", {}).items())
+            print(f"{session}: {status['state']}{' (retained)' if message.retain else ''}  {modalities}".rstrip(),
+                  flush=True)
             return
         msg = decode(message.payload)
         outputs = "  ".join(f"{name} {p:.3f}" for name, p in msg["outputs"].items())

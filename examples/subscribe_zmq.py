@@ -4,7 +4,8 @@
     python examples/subscribe_zmq.py --port 5557 --msgpack     # rt-physio run --publish "zmq://127.0.0.1:5557?format=msgpack"
 
 Needs only pyzmq (and msgpack for --msgpack). Messages are multipart [topic, payload]; topics are
-rt_physio/<session>/pred (one per window) and rt_physio/<session>/status (online/offline with counters).
+rt_physio/<session>/pred (one per window) and rt_physio/<session>/status (rt_physio.status/1: online / degraded /
+offline, each modality's liveness, counters; on every change and every 5 s).
 ZeroMQ has no retained messages: a subscriber hears what is published after it connects.
 """
 
@@ -42,7 +43,8 @@ def main() -> None:
         topic, payload = sock.recv_multipart()
         msg = decode(payload)
         if topic.endswith(b"/status"):
-            print(f"{msg['session']}: {msg['state']}", flush=True)
+            modalities = "  ".join(f"{m} {v['state']}" for m, v in msg.get("modalities", {}).items())
+            print(f"{msg['session']}: {msg['state']}  {modalities}".rstrip(), flush=True)
             continue
         outputs = "  ".join(f"{name} {p:.3f}" for name, p in msg["outputs"].items())
         note = "" if msg["model"]["trained"] else "  [untrained model]"

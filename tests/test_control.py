@@ -24,7 +24,7 @@ from rt_physio.publish.control import MAX_COMMAND_BYTES, CommandError, ControlSe
 from rt_physio.publish.mqtt import MqttPublisher
 from rt_physio.runtime.engine import Engine
 from tests.conftest import REPO_ROOT, free_port
-from tests.publish._brokers import Mosquitto, Subscriber, count, last_is
+from tests.publish._brokers import Mosquitto, Subscriber, count, last_state
 
 FAST = (0.05, 0.2)  # reconnect backoff for tests: first, longest (s)
 
@@ -249,7 +249,7 @@ def test_mqtt_command_is_handled_and_answered_on_the_reply_topic(broker: Mosquit
     sub = Subscriber(broker.port, "rt_physio/#")
     pub = MqttPublisher(f"mqtt://127.0.0.1:{broker.port}", ["s1", "s2"], on_control=handler)
     try:
-        sub.wait_for(count("/status", 2), 5)  # "online" is published once the control topic is subscribed
+        sub.wait_for(count("/status", 2), 5)  # the status is published once the control topic is subscribed
         _send(broker.port, control_topic("s2"), b'{"cmd": "calibrate", "seconds": 60, "id": "a1"}')
         sub.wait_for(count("s2/control/reply", 1), 5)
         [reply] = sub.on(control_reply_topic("s2"))
@@ -295,7 +295,7 @@ def test_mqtt_retained_control_message_is_ignored(broker: Mosquitto, caplog: pyt
     sub = Subscriber(broker.port, "rt_physio/s1/#")
     pub = MqttPublisher(f"mqtt://127.0.0.1:{broker.port}", ["s1"], on_control=handler)
     try:
-        sub.wait_for(last_is("s1/status", b"online"), 5)
+        sub.wait_for(last_state("s1/status", "degraded"), 5)
         _send(broker.port, control_topic("s1"), b'{"cmd": "ping"}')
         sub.wait_for(count("s1/control/reply", 1), 5)
         time.sleep(0.3)  # room for a (wrong) second reply
@@ -313,16 +313,16 @@ def test_mqtt_control_works_again_after_a_broker_restart(tmp_path: Path) -> None
     pub = MqttPublisher(f"mqtt://127.0.0.1:{broker.port}", ["s1"], on_control=handler, backoff=FAST)
     try:
         sub = Subscriber(broker.port, "rt_physio/s1/#")
-        sub.wait_for(last_is("s1/status", b"online"), 5)
+        sub.wait_for(last_state("s1/status", "degraded"), 5)
         _send(broker.port, control_topic("s1"), b'{"cmd": "ping", "id": 1}')
         sub.wait_for(count("s1/control/reply", 1), 5)
         sub.close()
         broker.stop()
         broker.start()
-        # a fresh broker holds no retained status: "online" shows up again only after the new connection
+        # a fresh broker holds no retained status: it shows up again only after the new connection
         # has subscribed to the control topic
         sub = Subscriber(broker.port, "rt_physio/s1/#")
-        sub.wait_for(last_is("s1/status", b"online"), 10)
+        sub.wait_for(last_state("s1/status", "degraded"), 10)
         assert pub.connects >= 2
         _send(broker.port, control_topic("s1"), b'{"cmd": "ping", "id": 2}')
         sub.wait_for(count("s1/control/reply", 1), 5)

@@ -1,4 +1,4 @@
-"""MQTT publisher (aiomqtt): predictions, the retained latest state, and online/offline presence with a last will.
+"""MQTT publisher (aiomqtt): predictions, the retained latest state, and the retained session status with a last will.
 
 URL: ``mqtt://[USER@]HOST[:PORT][/PREFIX][?qos=0&tls=1&cafile=PATH&format=json|msgpack&queue=N&keepalive=S]``
 (``mqtts://`` means ``tls=1``; default ports 1883 and 8883; default prefix ``rt_physio``). The password is read
@@ -9,8 +9,11 @@ Topics, per session:
 
 ``<prefix>/<session>/pred``    every prediction, QoS from the URL (default 0), not retained
 ``<prefix>/<session>/state``   the latest prediction, retained, QoS 1: a subscriber that joins late gets it at once
-``<prefix>/<session>/status``  ``online`` (retained, QoS 1) on every connect; ``offline`` (retained, QoS 1) on a
-                               clean shutdown and, as the connection's last will, when the engine dies or its
+``<prefix>/<session>/status``  the session's ``rt_physio.status/1`` message (in the URL's format), retained,
+                               QoS 1: the engine's latest (published on every change and heartbeat, and again on
+                               every connect; ``{"state": "degraded", "reason": "connected"}`` until the engine's
+                               first); ``offline`` at a clean stop and, as the connection's last will
+                               (``{"state": "offline", "reason": "connection lost"}``), when the engine dies or its
                                connection drops
 ``<prefix>/<session>/control`` commands for the session (only with ``on_control``): subscribed at QoS 1 on every
                                connect; retained messages are ignored, so a stale command never fires on reconnect
@@ -52,6 +55,7 @@ from aiomqtt.exceptions import MqttConnectError
 from rt_physio.clock import local_clock
 from rt_physio.errors import ConfigError
 from rt_physio.publish.base import (
+    STATUS_SCHEMA_ID,
     control_reply_topic,
     control_topic,
     pred_topic,
@@ -70,15 +74,13 @@ from rt_physio.publish.control import (
     too_large,
 )
 from rt_physio.publish.mqtt_url import PASSWORD_ENV, MqttUrl, parse_mqtt_url
-from rt_physio.publish.schema import Format
+from rt_physio.publish.schema import Format, encode
 from rt_physio.runtime.queues import DropOldestQueue
 
 __all__ = ["PASSWORD_ENV", "MqttPublisher", "MqttUrl", "parse_mqtt_url"]
 
 log = logging.getLogger(__name__)
 
-ONLINE = b"online"
-OFFLINE = b"offline"
 # Control messages received and not answered yet, per connection: a flood costs at most this much memory (and
 # one message of any size, so an oversized command gets its error reply). Answering takes a reply's round trip.
 CONTROL_INBOX = 32
@@ -106,6 +108,9 @@ class _Link:
         self.first_error: BaseException | None = None
         self.down_since: float | None = None
         self.control_errors = 0  # control messages that were not valid commands
+        self.status: bytes | None = None  # the engine's latest status message, encoded (retained on the broker)
+        self.status_sent: bytes | None = None
+        self.stopped = False  # the engine's latest status says offline
         self.inbox = InboxStats()  # the control inbox of every connection of this session
 
 
@@ -251,11 +256,14 @@ class MqttPublisher:
         self._wake(link)
 
     def status(self, session_id: str, message: Mapping[str, Any]) -> None:
-        """Presence is handled by the connection itself.
+        """Make ``message`` the session's retained ``status`` (sent by the loop, after queued predictions)."""
+        link = self._links[session_id]
+        link.status = self._status_payload(session_id, message)
+        link.stopped = message.get("state") == "offline"
+        self._wake(link)
 
-        ``online`` is published (retained) on every connect, ``offline`` on :meth:`close` and by the broker as
-        the last will; so the engine's status calls need no action here.
-        """
+    def _status_payload(self, session_id: str, message: Mapping[str, Any]) -> bytes:
+        return encode({"schema": STATUS_SCHEMA_ID, "session": session_id, **message}, self.format)
 
     def close(self, timeout: float = 3.0) -> None:
         """Send the buffered predictions and the latest state, publish ``offline``, disconnect (bounded wait)."""
@@ -389,7 +397,8 @@ class MqttPublisher:
             self.url.host, self.url.port, username=self.url.username,
             password=self._password if self.url.username is not None else None,
             identifier=f"rt_physio-{uuid.uuid4().hex[:12]}", clean_session=True, keepalive=self.url.keepalive,
-            will=aiomqtt.Will(status_topic(link.session_id, self.url.prefix), OFFLINE, qos=1, retain=True),
+            will=aiomqtt.Will(status_topic(link.session_id, self.url.prefix), self._status_payload(
+                link.session_id, {"state": "offline", "reason": "connection lost"}), qos=1, retain=True),
             tls_context=self._tls_context, timeout=self._timeout, max_queued_incoming_messages=CONTROL_INBOX,
             queue_type=cast("type[asyncio.Queue[aiomqtt.Message]]", functools.partial(
                 ControlInbox, max_bytes=CONTROL_INBOX_BYTES, stats=link.inbox,
@@ -416,7 +425,12 @@ class MqttPublisher:
             if self._on_control is not None:  # subscribed before "online": once online shows, commands work
                 await self._subscribe_control(link, client)
                 control = asyncio.ensure_future(self._serve_control(link, client, self._on_control))
-            await self._publish(client, status, ONLINE, qos=1, retain=True)
+            # the broker may hold the last will's offline (or nothing, after a restart): say where we are again
+            engine_status = link.status  # (the engine may give a newer one while this is sent: _drain sends it)
+            current = engine_status or self._status_payload(link.session_id, {"state": "degraded",
+                                                                              "reason": "connected"})
+            await self._publish(client, status, current, qos=1, retain=True)
+            link.status_sent = engine_status
             try:
                 await self._pump(link, client)
             finally:  # the receive loop lives and dies with this connection
@@ -424,7 +438,10 @@ class MqttPublisher:
                     control.cancel()
                     await asyncio.wait({control})  # it catches its own errors; this only lets it finish
             # clean shutdown: a DISCONNECT suppresses the will, so say offline ourselves
-            await self._publish(client, status, OFFLINE, qos=1, retain=True)
+            final = link.status if link.stopped and link.status is not None else self._status_payload(
+                link.session_id, {"state": "offline", "reason": "stop"})
+            if final is not link.status_sent:
+                await self._publish(client, status, final, qos=1, retain=True)
             link.connected = False
 
     async def _pump(self, link: _Link, client: aiomqtt.Client) -> None:
@@ -458,6 +475,10 @@ class MqttPublisher:
         if latest is not None and latest is not link.state_sent:
             await self._publish(client, state_topic(link.session_id, self.url.prefix), latest, qos=1, retain=True)
             link.state_sent = latest
+        current = link.status
+        if current is not None and current is not link.status_sent:
+            await self._publish(client, status_topic(link.session_id, self.url.prefix), current, qos=1, retain=True)
+            link.status_sent = current
 
     async def _subscribe_control(self, link: _Link, client: aiomqtt.Client) -> None:
         topic = control_topic(link.session_id, self.url.prefix)

@@ -161,6 +161,29 @@ def last_is(suffix: str, payload: bytes) -> Callable[[list[Received]], bool]:
     return check
 
 
+def status_state(payload: bytes) -> str | None:
+    """The ``state`` of an ``rt_physio.status/1`` payload (JSON or msgpack); None for anything else."""
+    from rt_physio.publish.schema import decode
+
+    for fmt in ("json", "msgpack"):
+        try:
+            message = decode(payload, fmt)  # type: ignore[arg-type]
+        except Exception:
+            continue
+        if isinstance(message, dict) and message.get("schema") == "rt_physio.status/1":
+            return str(message.get("state"))
+    return None
+
+
+def last_state(suffix: str, state: str) -> Callable[[list[Received]], bool]:
+    """The newest message on a topic ending with ``suffix`` is a status message in ``state``."""
+    def check(msgs: list[Received]) -> bool:
+        mine = [m for m in msgs if m.topic.endswith(suffix)]
+        return bool(mine) and status_state(mine[-1].payload) == state
+
+    return check
+
+
 def make_certificates(folder: Path) -> tuple[Path, Path, Path, Path]:
     """A throw-away CA and a server certificate for 127.0.0.1/localhost signed by it; also an unrelated CA.
 

@@ -26,9 +26,9 @@ import zmq
 from rt_physio.cli import main
 from rt_physio.publish.mqtt import PASSWORD_ENV
 from rt_physio.publish.recorder import read_recording
-from rt_physio.publish.schema import decode, validate
+from rt_physio.publish.schema import decode, validate, validate_status
 from tests.conftest import RealTimeOutlet, free_port
-from tests.publish._brokers import Mosquitto, Subscriber, count, last_is
+from tests.publish._brokers import Mosquitto, Subscriber, count, last_state, status_state
 
 RT_PHYSIO = str(Path(sys.executable).parent / "rt-physio")
 EPOC = ["AF3", "F7", "F3", "FC5", "T7", "P7", "O1", "O2", "P8", "T8", "FC6", "F4", "F8", "AF4"]
@@ -122,7 +122,7 @@ def test_mqtt_and_zmq_retained_state_stalled_subscribers_and_sigterm(broker: Mos
         for msg in preds:
             validate(msg)
         assert [m["seq"] for m in preds] == list(range(len(preds)))
-        assert live.on("e2e/status")[0].payload == b"online"
+        live.wait_for(last_state("e2e/status", "online"), 30)  # every modality streams (JSON status, retained)
         # a subscriber that joins late gets the latest prediction and the presence immediately (retained)
         late = Subscriber(broker.port, "rt_physio/e2e/+")
         late.wait_for(lambda ms: any(m.topic.endswith("/state") for m in ms) and
@@ -132,7 +132,8 @@ def test_mqtt_and_zmq_retained_state_stalled_subscribers_and_sigterm(broker: Mos
         latest = decode(state.payload, "msgpack")
         validate(latest)
         assert latest["seq"] >= preds[-1]["seq"]
-        assert [(m.payload, m.retain) for m in late.on("/status")] == [(b"online", True)]
+        assert [(status_state(m.payload), m.retain) for m in late.on("/status")] == [("online", True)]
+        validate_status(decode(late.on("/status")[0].payload, "msgpack"))
         late.close()
     finally:
         out, err = _finish(proc)
@@ -141,7 +142,7 @@ def test_mqtt_and_zmq_retained_state_stalled_subscribers_and_sigterm(broker: Mos
         stalled_zmq.close()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
-    live.wait_for(last_is("e2e/status", b"offline"), 5)
+    live.wait_for(last_state("e2e/status", "offline"), 5)
     zmq_live.close()
     live.close()
     # ZeroMQ: JSON, every window (no gaps despite the stalled subscribers), promptly, then offline
@@ -182,7 +183,7 @@ def test_kill9_publishes_the_last_will_and_the_recording_survives(broker: Mosqui
         proc.kill()
         proc.wait(10)
         t_kill = time.monotonic()
-        live.wait_for(last_is("k9/status", b"offline"), 10)
+        live.wait_for(last_state("k9/status", "offline"), 10)
         will_after = time.monotonic() - t_kill
     finally:
         if proc.poll() is None:
@@ -193,7 +194,9 @@ def test_kill9_publishes_the_last_will_and_the_recording_survives(broker: Mosqui
     assert will_after < 5.0
     after = Subscriber(broker.port, "rt_physio/k9/status")
     after.wait_for(count("/status", 1), 5)
-    assert (after.messages[0].payload, after.messages[0].retain) == (b"offline", True)
+    will = json.loads(after.messages[0].payload)
+    assert (will["state"], will["reason"], after.messages[0].retain) == ("offline", "connection lost", True)
+    validate_status(will)
     after.close()
     received = [json.loads(m.payload) for m in live.on("k9/pred")]
     live.close()
@@ -237,7 +240,8 @@ def test_broker_restart_reconnects_without_slowing_the_engine(broker: Mosquitto)
         after.wait_for(count("/pred", 2), 30)
         recovery = after.on("/pred")[0].at - t_up
         # the engine re-announced itself on the fresh broker (which lost every retained message)
-        after.wait_for(lambda ms: any(m.topic.endswith("/status") and m.payload == b"online" for m in ms), 5)
+        after.wait_for(lambda ms: any(m.topic.endswith("/status") and status_state(m.payload) == "online"
+                                      for m in ms), 5)
         after.close()
     finally:
         out, err = _finish(proc)

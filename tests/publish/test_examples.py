@@ -42,6 +42,7 @@ def test_subscribe_mqtt_example(broker: Mosquitto) -> None:
     pub = MqttPublisher(f"mqtt://127.0.0.1:{broker.port}?format=msgpack", ["s1"])
     try:
         pub.prediction("s1", encode(sample_prediction(0).to_message(), "msgpack"))  # retained before it subscribes
+        pub.status("s1", {"state": "online", "reason": "start", "modalities": {}})
         out = _run_while_publishing(
             ["examples/subscribe_mqtt.py", "--port", str(broker.port), "--msgpack", "--count", "2"],
             lambda seq: pub.prediction("s1", encode(sample_prediction(seq + 1).to_message(), "msgpack")))

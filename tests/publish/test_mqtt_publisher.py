@@ -10,9 +10,17 @@ import pytest
 
 from rt_physio.errors import ConfigError
 from rt_physio.publish.mqtt import PASSWORD_ENV, MqttPublisher, parse_mqtt_url
-from rt_physio.publish.schema import decode, encode, validate
+from rt_physio.publish.schema import decode, encode, validate, validate_status
 from tests.conftest import free_port
-from tests.publish._brokers import Mosquitto, Subscriber, count, last_is, make_certificates, sample_prediction
+from tests.publish._brokers import (
+    Mosquitto,
+    Subscriber,
+    count,
+    last_state,
+    make_certificates,
+    sample_prediction,
+    status_state,
+)
 
 FAST = (0.05, 0.2)  # reconnect backoff for tests: first, longest (s)
 
@@ -25,7 +33,9 @@ def test_topics_retained_state_and_presence(broker: Mosquitto) -> None:
         payloads = [sample_prediction(seq).to_message() for seq in range(3)]
         for msg in payloads:
             pub.prediction("s1", encode(msg, "msgpack"))
+        pub.status("s1", {"state": "online", "reason": "start"})  # the engine's status of s1; s2 has none yet
         live.wait_for(count("s1/pred", 3), 5)
+        live.wait_for(last_state("s1/status", "online"), 5)
         preds = live.on("home/eeg/s1/pred")
         assert [decode(m.payload, "msgpack")["seq"] for m in preds] == [0, 1, 2]
         for m in preds:
@@ -38,17 +48,23 @@ def test_topics_retained_state_and_presence(broker: Mosquitto) -> None:
         assert state.retain
         assert decode(state.payload, "msgpack")["seq"] == 2
         late.wait_for(count("s2/status", 1), 5)
-        assert [(m.payload, m.retain) for m in late.on("s1/status")] == [(b"online", True)]
+        late.wait_for(count("s1/status", 1), 5)
+        s1 = [(decode(m.payload, "msgpack"), m.retain) for m in late.on("s1/status")]
+        assert s1 == [({"schema": "rt_physio.status/1", "session": "s1", "state": "online", "reason": "start"}, True)]
+        s2 = decode(late.on("s2/status")[0].payload, "msgpack")
+        assert (s2["state"], s2["reason"]) == ("degraded", "connected")  # connected, the session not reported yet
+        for m in (*late.on("s1/status"), *late.on("s2/status")):
+            validate_status(decode(m.payload, "msgpack"))
         assert late.on("s2/state") == []  # nothing predicted for s2 yet: no state
         late.close()
     finally:
         pub.close()
-    live.wait_for(last_is("s1/status", b"offline"), 5)
-    live.wait_for(last_is("s2/status", b"offline"), 5)
+    live.wait_for(last_state("s1/status", "offline"), 5)
+    live.wait_for(last_state("s2/status", "offline"), 5)
     after = Subscriber(broker.port, "home/eeg/+/status")
     after.wait_for(count("status", 2), 5)
-    assert {(m.topic, m.payload, m.retain) for m in after.messages} == {
-        ("home/eeg/s1/status", b"offline", True), ("home/eeg/s2/status", b"offline", True)}
+    assert {(m.topic, status_state(m.payload), m.retain) for m in after.messages} == {
+        ("home/eeg/s1/status", "offline", True), ("home/eeg/s2/status", "offline", True)}
     after.close()
     live.close()
 
