@@ -1,7 +1,8 @@
 """What every publisher offers the engine: the :class:`Publisher` protocol, topic names, publish-URL dispatch.
 
 Topics are ``<prefix>/<session>/pred`` (every prediction), ``<prefix>/<session>/state`` (the latest prediction,
-retained; MQTT only) and ``<prefix>/<session>/status`` (``online`` / ``offline``). The prefix is ``rt_physio``
+retained; MQTT only) and ``<prefix>/<session>/status`` (``rt_physio.status/1``: ``online`` / ``degraded`` /
+``offline`` and each modality's liveness; retained on MQTT). The prefix is ``rt_physio``
 on ZeroMQ and the URL path on MQTT (default ``rt_physio``). On MQTT, commands arrive on
 ``<prefix>/<session>/control`` and are answered on ``<prefix>/<session>/control/reply`` (see
 :mod:`rt_physio.publish.control`).
@@ -44,7 +45,7 @@ def state_topic(session_id: str, prefix: str = DEFAULT_PREFIX) -> str:
 
 
 def status_topic(session_id: str, prefix: str = DEFAULT_PREFIX) -> str:
-    """Topic of a session's ``online`` / ``offline`` status."""
+    """Topic of a session's status messages (``rt_physio.status/1``)."""
     return f"{prefix}/{session_id}/status"
 
 
@@ -77,7 +78,7 @@ class Publisher(Protocol):
         ...
 
     def status(self, session_id: str, message: Mapping[str, Any]) -> None:
-        """Publish a status message whose ``state`` is ``online`` or ``offline``."""
+        """Publish a session's ``rt_physio.status/1`` map (``state`` online, degraded or offline; see the schema)."""
         ...
 
     def close(self) -> None:

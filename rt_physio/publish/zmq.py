@@ -1,9 +1,10 @@
 """ZeroMQ PUB publisher: multipart ``[topic, payload]`` on a socket bound to loopback by default.
 
 URL: ``zmq://HOST:PORT[?hwm=N&format=json|msgpack]``. Topics: ``rt_physio/<session>/pred`` and
-``rt_physio/<session>/status`` (a status map with ``state`` ``online`` / ``offline`` and counters, in the URL's
-format). ZeroMQ has no retained messages or last will: a subscriber that joins late gets the next prediction,
-and a vanished engine shows as silence.
+``rt_physio/<session>/status`` (the ``rt_physio.status/1`` map: ``state`` ``online`` / ``degraded`` /
+``offline``, each modality's liveness and counters, in the URL's format). ZeroMQ has no retained messages or
+last will: a subscriber that joins late gets the next prediction, and a vanished engine shows as silence (the
+status heartbeat, every ``--status-every`` seconds, lets a subscriber notice it).
 
 The engine never waits on subscribers: a message is sent on the caller's thread with ``NOBLOCK`` (under a
 lock, so the socket is used by one thread at a time), which only copies it into ZeroMQ's queue for its I/O

@@ -51,7 +51,7 @@ def pred_topic(session_id: str) -> str:
 
 
 def status_topic(session_id: str) -> str:
-    """ZeroMQ/MQTT topic of a session's online/offline status (default prefix)."""
+    """ZeroMQ/MQTT topic of a session's status messages (default prefix)."""
     return topics.status_topic(session_id)
 
 
