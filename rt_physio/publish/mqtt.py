@@ -244,6 +244,10 @@ class MqttPublisher:
         link = self._links[session_id]
         return {"mqtt": link.queue.dropped, "mqtt_control": link.inbox.dropped}
 
+    def queued(self, session_id: str) -> int:
+        """Predictions of ``session_id`` waiting in its buffer for the broker now."""
+        return len(self._links[session_id].queue)
+
     def prediction(self, session_id: str, payload: bytes) -> None:
         """Queue a prediction for ``pred`` and make it the retained ``state``; never blocks."""
         link = self._links[session_id]

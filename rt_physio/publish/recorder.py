@@ -257,6 +257,11 @@ class Recorder:
         """Bytes waiting for the writer now (bounded by ``queue_bytes``)."""
         return self._queue.bytes
 
+    @property
+    def queued(self) -> int:
+        """Items (raw chunks and predictions, all sessions) waiting for the writer now."""
+        return len(self._queue)
+
     def _count_drop(self, item: _Item) -> None:  # under the queue's lock: producers of every session call put
         self._dropped_by_session[item.key[0]] += 1
 

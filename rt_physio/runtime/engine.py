@@ -167,7 +167,8 @@ class Engine:
         #: liveness per modality → rt_physio.status/1 messages (the watchdog ticks it; see runtime/status.py)
         self.status = StatusReporter(self.sessions, self._publish_status, model_name=self.model.spec.name,
                                      every=config.status_every_s, give_up_after=config.give_up_after_s,
-                                     drops=self.drop_counts, dropped=lambda: self.executor.dropped)
+                                     drops=self.drop_counts, dropped=lambda: self.executor.dropped,
+                                     queues=self.queue_depths)
 
     # -- construction ------------------------------------------------------------------------------------------
     def _build_session(self, sc: SessionConfig) -> Session:
@@ -287,6 +288,27 @@ class Engine:
         for name, counter in self._drop_counters.items():
             counts[name] = counter()
         return counts
+
+    def queue_depths(self, session_id: str) -> dict[str, int]:
+        """Return what waits in the engine's bounded queues now, as seen by ``session_id`` (for the status).
+
+        Keys, always present (0 where that part is not in use): ``executor`` (windows waiting for inference, all
+        sessions), ``recorder`` and ``recorder_bytes`` (items and bytes waiting for the recorder's writer, all
+        sessions), ``mqtt`` (this session's predictions buffered for the broker, summed over MQTT publishers).
+        A queue that keeps growing, or stays near its bound, is where the engine is falling behind.
+        """
+        depths = {"executor": 0, "recorder": 0, "recorder_bytes": 0, "mqtt": 0}
+        executor = getattr(self, "executor", None)
+        if executor is not None:
+            depths["executor"] = executor.pending
+        if self.recorder is not None:
+            depths["recorder"] = self.recorder.queued
+            depths["recorder_bytes"] = self.recorder.queued_bytes
+        for publisher in self.publishers:
+            queued = getattr(publisher, "queued", None)
+            if queued is not None:  # MQTT: one buffer per session
+                depths["mqtt"] += queued(session_id)
+        return depths
 
     def handle_control(self, session_id: str, command: Mapping[str, Any]) -> dict[str, Any]:
         """Carry out one control command for a session (called on a transport thread; see :mod:`.commands`)."""

@@ -58,11 +58,13 @@ class StatusReporter:
         ``drops(session_id)`` → every loss counter of the session (the message's ``drops``).
     dropped : callable
         Windows the executor dropped, all sessions (the message's legacy ``dropped``).
+    queues : callable, optional
+        ``queues(session_id)`` → what waits in the engine's queues now (the message's ``queues``).
     """
 
     def __init__(self, sessions: Mapping[str, Session], publish: StatusSink, *, model_name: str, every: float,
                  give_up_after: float | None, drops: Callable[[str], dict[str, int]],
-                 dropped: Callable[[], int]) -> None:
+                 dropped: Callable[[], int], queues: Callable[[str], dict[str, int]] | None = None) -> None:
         self.sessions = sessions
         self._publish = publish
         self.model_name = model_name
@@ -70,6 +72,7 @@ class StatusReporter:
         self.give_up_after = give_up_after
         self._drops = drops
         self._dropped = dropped
+        self._queues = queues
         self._started = dict.fromkeys(sessions, local_clock())
         self._next_heartbeat = dict.fromkeys(sessions, 0.0)
         self._failures_seen: set[int] = set()
@@ -136,6 +139,8 @@ class StatusReporter:
             "windows": session.windows_cut, "skipped": session.windows_skipped,
             "missing": dict(session.missing_counts), "dropped": self._dropped(), "drops": self._drops(session_id),
         }
+        if self._queues is not None:
+            message["queues"] = self._queues(session_id)
         if reason == "give_up" and self.given_up is not None:
             message["error"] = str(self.given_up)
         return message

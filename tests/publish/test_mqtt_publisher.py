@@ -89,12 +89,14 @@ def test_broker_down_buffers_drops_oldest_and_reconnects(tmp_path: Path) -> None
             slowest = max(slowest, time.perf_counter() - t0)
         assert slowest < 0.05, "prediction() must not wait on the broker"
         assert pub.dropped == 2  # seq 0 and 1: the buffer holds the newest 3
+        assert pub.queued("s1") == 3
         broker.start()
         sub.wait_for(count("/pred", 3), 10)
         assert [json.loads(m.payload)["seq"] for m in sub.on("/pred")] == [2, 3, 4]
         sub.wait_for(count("/state", 1), 5)
         assert json.loads(sub.on("/state")[-1].payload)["seq"] == 4
         assert pub.connects == 2
+        assert pub.queued("s1") == 0
     finally:
         pub.close()
         sub.close()

@@ -220,6 +220,7 @@ def test_a_stalled_disk_costs_at_most_the_byte_bound_and_every_drop_is_counted(t
         rec.record_chunk("alice", "eeg", chunk)
         assert rec.queued_bytes <= bound
     assert rec.dropped == 200 - 36  # the oldest went, the newest 36 wait
+    assert rec.queued == 36 and rec.queued_bytes == 36 * 1792
     assert rec.dropped_for("alice") == rec.dropped and rec.dropped_for("bob") == 0
     fcntl.fcntl(reader, fcntl.F_SETFL, 0)  # the disk comes back: drain the FIFO until the writer is done with it
     drain = threading.Thread(target=lambda: [None for _ in iter(lambda: os.read(reader, 65536), b"")])
