@@ -192,6 +192,9 @@ def register(sub: Any) -> None:
     ev.add_argument("--skip-baseline", type=float, default=None, metavar="S",
                     help="score without calibration but on the same windows as --calibrate S (the first S s of "
                          "each rest recording left out)")
+    ev.add_argument("--include-training-subjects", action="store_true",
+                    help="also score subjects the model's provenance lists as training or selection subjects "
+                         "(refused by default; the report then says they are not held out)")
     ev.set_defaults(handler=_cmd_evaluate)
 
 
@@ -293,6 +296,7 @@ def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
         threshold=args.threshold, label_threshold=args.label_threshold, line_freq=args.line_freq,
         batch_size=args.batch_size, threads=args.threads, device=args.device, cache=args.cache,
         calibrate=args.calibrate, skip_baseline=args.skip_baseline,
+        include_training_subjects=args.include_training_subjects,
     )
     from rt_physio.training.metrics import json_safe
 
@@ -301,5 +305,8 @@ def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
     for key, res in report.items():
         out.write(f"{key:8s} n={res['n_windows']:<5d} bal-acc {res['balanced_accuracy']:.4f}  f1 {res['f1']:.4f}  "
                   f"auroc {res['auroc']:.4f}  auc-pr {res['auc_pr']:.4f}\n")
+    warning = next((res["warning"] for res in report.values() if "warning" in res), None)
+    if warning:
+        out.write(f"WARNING: {warning}\n")
     out.write(f"wrote {args.json}\n")
     return 0

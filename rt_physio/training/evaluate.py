@@ -17,10 +17,17 @@ fusion model with a calibrated head) are scored through that split. With ``calib
 never scored, every other window's features are centred on the baseline and read by the calibrated head. The
 report then says ``calibration: {"seconds", "baseline_windows"}``; compare it with an uncalibrated run on the
 same windows through ``skip_baseline=S``.
+
+Evaluation discipline: a model folder may list, in ``[provenance]``, the subjects it was trained on
+(``training_subjects``) and those that selected anything about it (``selection_subjects``: epochs, C, thresholds,
+calibration maps). :func:`evaluate` refuses to score them (a :class:`~rt_physio.errors.ConfigError` names them)
+unless ``include_training_subjects=True`` (``--include-training-subjects``); then every entry of the report
+carries ``warning`` and ``training_subjects_scored``, and the warning is logged.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,7 +54,29 @@ from rt_physio.training.datasets.base import (
 )
 from rt_physio.training.metrics import METRIC_NAMES, binary_metrics
 
-__all__ = ["evaluate", "evaluate_loaded", "load_labelled", "select_channels", "window_features"]
+__all__ = ["evaluate", "evaluate_loaded", "load_labelled", "protected_subjects", "select_channels",
+           "window_features"]
+
+log = logging.getLogger(__name__)
+
+
+def protected_subjects(provenance: dict[str, Any]) -> dict[str, list[str]]:
+    """Return the subjects ``[provenance]`` lists as ``training_subjects`` and ``selection_subjects``.
+
+    Empty lists when the model does not say.
+
+    Raises
+    ------
+    ModelError
+        One of the keys is not a list of strings.
+    """
+    out: dict[str, list[str]] = {}
+    for key in ("training_subjects", "selection_subjects"):
+        value = provenance.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ModelError(f"provenance.{key} must be a list of subject names, got {value!r}.")
+        out[key] = list(value)
+    return out
 
 
 def select_channels(recordings: Sequence[Recording], channels: dict[str, tuple[str, ...]]) -> list[Recording]:
@@ -108,7 +137,8 @@ def evaluate(model: str | Path, data: str | Path, *, modality_sets: Sequence[Seq
              dataset: str = "eegmat", subjects: Sequence[str] | None = None, threshold: float = 0.5,
              label_threshold: float = 3.0, line_freq: float | None = None, batch_size: int = 64,
              threads: int | None = None, device: str = "cpu", cache: Path | None = None,
-             calibrate: float | None = None, skip_baseline: float | None = None) -> dict[str, Any]:
+             calibrate: float | None = None, skip_baseline: float | None = None,
+             include_training_subjects: bool = False) -> dict[str, Any]:
     """Load ``model`` and score it on every subject of ``data`` (see the module docstring for the report).
 
     Raises
@@ -118,7 +148,8 @@ def evaluate(model: str | Path, data: str | Path, *, modality_sets: Sequence[Seq
     DatasetError
         No usable recording in ``data``, or a channel the model needs is missing.
     ConfigError
-        A requested modality set the model has no encoder for.
+        A requested modality set the model has no encoder for, or subjects the model was trained or selected on
+        are among those scored (without ``include_training_subjects``).
     """
     set_threads(threads)
     loaded = load_model(model, device=device)
@@ -132,11 +163,28 @@ def evaluate(model: str | Path, data: str | Path, *, modality_sets: Sequence[Seq
                               f"{', '.join(mods)}); choose --modalities among {choices}.")
     needed = sorted({m for s in sets for m in s})
     recordings, data_line_freq = load_labelled(dataset, Path(data), subjects, label_threshold, needed)
+    seen = protected_subjects(loaded.spec.provenance)
+    protected = set(seen["training_subjects"]) | set(seen["selection_subjects"])
+    scored = sorted({r.subject for r in recordings} & protected)
+    if scored and not include_training_subjects:
+        raise ConfigError(
+            f"Model {loaded.spec.name!r} was trained or selected on {len(scored)} of the subjects to score: "
+            f"{', '.join(scored)} (provenance.training_subjects / selection_subjects); their figures would not be "
+            "held-out estimates. Choose other subjects with --subjects, or pass --include-training-subjects to "
+            "score them anyway (the report then carries a warning).")
     recordings = select_channels(recordings, {m: loaded.spec.channels.get(m, ()) for m in needed})
-    return evaluate_loaded(loaded, recordings, sets, line_freq=line_freq or data_line_freq, threshold=threshold,
-                           batch_size=batch_size, device=device,
-                           cache=cache if cache is not None else default_cache_dir() / "prepared",
-                           calibrate=calibrate, skip_baseline=skip_baseline)
+    report = evaluate_loaded(loaded, recordings, sets, line_freq=line_freq or data_line_freq, threshold=threshold,
+                             batch_size=batch_size, device=device,
+                             cache=cache if cache is not None else default_cache_dir() / "prepared",
+                             calibrate=calibrate, skip_baseline=skip_baseline)
+    if scored:
+        warning = (f"NOT a held-out estimate: {len(scored)} scored subjects were used to train or select model "
+                   f"{loaded.spec.name!r}: {', '.join(scored)}")
+        log.warning("%s", warning)
+        for entry in report.values():
+            entry["warning"] = warning
+            entry["training_subjects_scored"] = scored
+    return report
 
 
 def _default_sets(mods: Sequence[str]) -> list[tuple[str, ...]]:

@@ -1,0 +1,61 @@
+"""``rt-physio evaluate`` refuses to score a model's training and selection subjects unless told to, then warns."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from rt_physio.cli import main
+from rt_physio.errors import ConfigError
+from rt_physio.nn import _toml
+from rt_physio.training.evaluate import evaluate
+from tests.conftest import REPO_ROOT
+from tests.training.conftest import eegmat_subset
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory, eegmat_dir: Path) -> tuple[Path, Path]:
+    """The classical baseline folder, its provenance saying it trained on Subject00 and selected on Subject01."""
+    root = tmp_path_factory.mktemp("guard")
+    model = root / "guarded"
+    shutil.copytree(REPO_ROOT / "models" / "eegmat-baseline", model)
+    spec = tomllib.loads((model / "model.toml").read_text())
+    spec["name"] = "guarded"
+    spec["provenance"]["training_subjects"] = ["Subject00"]
+    spec["provenance"]["selection_subjects"] = ["Subject01"]
+    (model / "model.toml").write_text(_toml.dumps(spec, header="test copy"))
+    return model, eegmat_subset(eegmat_dir, root / "data", [0, 1, 2])
+
+
+def test_refuses_training_and_selection_subjects_by_name(guarded, tmp_path: Path) -> None:
+    model, data = guarded
+    with pytest.raises(ConfigError, match=r"Subject00, Subject01.*--include-training-subjects"):
+        evaluate(model, data, cache=tmp_path / "cache")
+    with pytest.raises(ConfigError, match=r"Subject01"):
+        evaluate(model, data, subjects=["Subject01"], cache=tmp_path / "cache")
+
+
+def test_scores_held_out_subjects_without_warning(guarded, tmp_path: Path) -> None:
+    model, data = guarded
+    report = evaluate(model, data, subjects=["Subject02"], cache=tmp_path / "cache")
+    assert report["eeg,ecg"]["subjects"] == ["Subject02"]
+    assert all("warning" not in entry for entry in report.values())
+
+
+def test_include_training_subjects_scores_them_and_warns(guarded, tmp_path: Path) -> None:
+    model, data = guarded
+    out, report_file = io.StringIO(), tmp_path / "r.json"
+    rc = main(["evaluate", "--model", str(model), "--data", str(data), "--subjects", "00,02",
+               "--include-training-subjects", "--json", str(report_file), "--cache", str(tmp_path / "cache")],
+              out=out)
+    assert rc == 0
+    assert "WARNING: NOT a held-out estimate" in out.getvalue() and "Subject00" in out.getvalue()
+    report = json.loads(report_file.read_text())
+    for entry in report.values():
+        assert entry["training_subjects_scored"] == ["Subject00"]
+        assert "Subject00" in entry["warning"]
