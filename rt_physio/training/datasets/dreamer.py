@@ -16,7 +16,7 @@ of the preprocessing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +25,19 @@ from numpy.typing import NDArray
 
 from rt_physio.training.datasets.base import DatasetError, Recording, Signal, to_microvolts
 
-__all__ = ["DREAMER_LABELS", "load_dreamer", "read_dreamer"]
+__all__ = ["AMPLITUDE_RANGES", "DREAMER_LABELS", "check_amplitudes", "load_dreamer", "read_dreamer"]
 
 #: Output names of DREAMER models, in this order.
 DREAMER_LABELS = ("arousal", "valence", "dominance")
 _SCORES = {"arousal": "ScoreArousal", "valence": "ScoreValence", "dominance": "ScoreDominance"}
+#: Plausible typical amplitude (µV) per modality: the median over clips and channels of the 1st-99th percentile
+#: range. EEG (Emotiv, DC removed by the percentile range) is tens of µV, ECG R waves 0.1-5 mV; the bounds are wide,
+#: but a unit wrong by a factor of 1000 falls outside them.
+AMPLITUDE_RANGES = {"eeg": (1.0, 10_000.0), "ecg": (20.0, 50_000.0)}
 
 
 def load_dreamer(path: str | Path, *, threshold: float = 3.0, ecg_unit: str = "uV",
-                 eeg_unit: str = "uV") -> list[Recording]:
+                 eeg_unit: str = "uV", check_units: bool = True) -> list[Recording]:
     """Read ``DREAMER.mat`` into recordings (see the module docstring).
 
     Parameters
@@ -43,12 +47,15 @@ def load_dreamer(path: str | Path, *, threshold: float = 3.0, ecg_unit: str = "u
     threshold : float
         A self-report is "high" (label 1) when ``score > threshold`` (3 by default; some papers use >= 3).
     ecg_unit, eeg_unit : str
-        Units of the stored samples.
+        Units of the stored samples (uV, mV or V).
+    check_units : bool
+        Check that the amplitudes are plausible for the stated units (:func:`check_amplitudes`).
 
     Raises
     ------
     DatasetError
-        Missing or unreadable file, or a structure that is not DREAMER's (the missing field is named).
+        Missing or unreadable file, a structure that is not DREAMER's (the missing field is named), or amplitudes
+        implausible for the stated unit.
     """
     import scipy.io
 
@@ -59,7 +66,58 @@ def load_dreamer(path: str | Path, *, threshold: float = 3.0, ecg_unit: str = "u
         mat = scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
     except (OSError, ValueError, NotImplementedError) as exc:
         raise DatasetError(f"{path}: not a readable MATLAB file ({exc}).") from exc
-    return read_dreamer(mat, source=path, threshold=threshold, ecg_unit=ecg_unit, eeg_unit=eeg_unit)
+    recordings = read_dreamer(mat, source=path, threshold=threshold, ecg_unit=ecg_unit, eeg_unit=eeg_unit)
+    if check_units:
+        check_amplitudes(recordings, {"eeg": eeg_unit, "ecg": ecg_unit}, source=path)
+    return recordings
+
+
+def check_amplitudes(recordings: Sequence[Recording], units: Mapping[str, str], *,
+                     source: Path = Path("DREAMER.mat")) -> dict[str, float]:
+    """Check that each modality's typical amplitude is plausible (:data:`AMPLITUDE_RANGES`) for its stated unit.
+
+    Parameters
+    ----------
+    recordings : sequence of Recording
+        Loaded with the stated units (samples in µV).
+    units : Mapping[str, str]
+        Modality -> the unit the user stated (for the message).
+    source : Path
+        The file (for the message).
+
+    Returns
+    -------
+    dict[str, float]
+        Modality -> observed typical amplitude in µV (median over clips and channels of the 1st-99th percentile
+        range, every 4th sample).
+
+    Raises
+    ------
+    DatasetError
+        A modality's amplitude is outside its range; the message names the modality, the stated unit, the observed
+        scale and the unit that would make it plausible.
+    """
+    observed: dict[str, float] = {}
+    for modality, (low, high) in AMPLITUDE_RANGES.items():
+        spans = [float(np.ptp(np.percentile(ch[::4], [1.0, 99.0])))
+                 for rec in recordings if modality in rec.signals
+                 for ch in rec.signals[modality].data if ch.size >= 8]
+        if not spans:
+            continue
+        typical = float(np.median(spans))
+        observed[modality] = typical
+        if low <= typical <= high:
+            continue
+        unit = units.get(modality, "uV")
+        stated = typical / to_microvolts(unit, f"{source}: {modality.upper()}")
+        hint = [u for u, f in (("uV", 1.0), ("mV", 1e3), ("V", 1e6)) if low <= stated * f <= high]
+        raise DatasetError(
+            f"{source}: {modality.upper()} amplitudes are implausible for unit {unit!r}: the typical 1st-99th "
+            f"percentile range is {stated:.3g} {unit} ({typical:.3g} µV), expected {low:g}-{high:g} µV. "
+            f"State the file's unit with --{modality}-unit"
+            + (f" (this scale suggests {hint[0]})." if hint else ".")
+        )
+    return observed
 
 
 def read_dreamer(mat: Mapping[str, Any], *, source: Path = Path("DREAMER.mat"), threshold: float = 3.0,
