@@ -62,8 +62,8 @@ def _engine(port: int, eeg: str, ecg: str, session: str, *extra: str) -> subproc
 def _finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
-    try:
-        return proc.communicate(timeout=30)
+    try:  # a clean stop publishes and records every queued window: generous on a loaded machine
+        return proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
