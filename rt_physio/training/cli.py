@@ -53,35 +53,65 @@ def register(sub: Any) -> None:
     tsub = train.add_subparsers(dest="train_command", required=True, metavar="STEP")
 
     pre = tsub.add_parser("pretrain", help="masked-patch pre-training of an EEG or ECG encoder", formatter_class=fmt,
-                          description="Masked-patch reconstruction pre-training (dual masking for ECG: random "
-                                      "patches within leads and whole leads). Writes an encoder folder "
-                                      "(encoder.safetensors + encoder.json) usable as --eeg-init / --ecg-init.")
+                          description="Masked-patch reconstruction pre-training with dual masking (random patches "
+                                      "within leads, a time span in all leads, whole leads) of inputs "
+                                      "reconstructed standardised per sample and lead. Logs the held-out loss beside "
+                                      "the zero predictor's each epoch. Runs in resumable chunks (--minutes / "
+                                      "--chunk-epochs, then --resume). Writes an encoder folder (encoder.safetensors "
+                                      "+ encoder.json + history.json) usable as --eeg-init / --ecg-init.")
     pre.add_argument("--modality", choices=["eeg", "ecg"], required=True)
     pre.add_argument("--data", nargs="+", required=True, metavar="PATH",
-                     help="files or folders: EDF (EEGMAT: training subjects only), WFDB records (.hea), NeuroKit CSV")
-    pre.add_argument("--out", required=True, type=Path, help="encoder folder to write (e.g. models/ecg-encoder)")
+                     help="files or folders: cinc2017 (records held out by label-stratified seed), WFDB records "
+                          "(.hea), NeuroKit CSV, EDF; EEGMAT only for EEG and only --eegmat-subjects")
+    pre.add_argument("--out", required=True, type=Path, help="encoder folder to write (e.g. models/encoders/ecg)")
+    pre.add_argument("--eegmat-subjects", type=_subject_numbers, default=(),
+                     help="EEG: EEGMAT subjects usable, e.g. 0-15 (the others never enter the corpus)")
+    pre.add_argument("--holdout", type=float, default=0.1,
+                     help="share of cinc2017 records (or of subjects) held out of pre-training")
     pre.add_argument("--layers", type=int, default=2, help="transformer layers")
     pre.add_argument("--ff", type=int, default=400, help="feed-forward size")
     pre.add_argument("--nhead", type=int, default=8)
-    pre.add_argument("--epochs", type=int, default=5)
+    pre.add_argument("--epochs", type=int, default=5, help="epochs of the whole schedule")
+    pre.add_argument("--steps-per-epoch", type=int, default=200, help="batches per epoch at most")
+    pre.add_argument("--minutes", type=float, default=None,
+                     help="end this call after the epoch that reaches M minutes (resume later with --resume)")
+    pre.add_argument("--chunk-epochs", type=int, default=None, help="end this call after this many epochs")
     pre.add_argument("--batch-size", type=int, default=32)
     pre.add_argument("--lr", type=float, default=5e-4)
     pre.add_argument("--weight-decay", type=float, default=0.05)
-    pre.add_argument("--window", type=float, default=5.0, metavar="S", help="sample length in seconds")
-    pre.add_argument("--hop", type=float, default=2.5, metavar="S", help="step between samples in seconds")
-    pre.add_argument("--patch-ratio", type=float, default=0.5, help="probability of masking each patch")
+    pre.add_argument("--window", type=float, default=None, metavar="S",
+                     help="sample length in seconds (default: 10 for ECG, 5 for EEG)")
+    pre.add_argument("--hop", type=float, default=None, metavar="S", help="step between samples (default: half)")
+    pre.add_argument("--patch-ratio", type=float, default=0.3, help="probability of masking each patch")
+    pre.add_argument("--span-ratio", type=float, default=0.2,
+                     help="share of the patches in one time span masked in all leads at once")
     pre.add_argument("--lead-ratio", type=float, default=None,
-                     help="probability of masking a whole lead (default: 0.25 for ECG, 0 for EEG)")
+                     help="probability of masking a whole lead (default: 0.25 for ECG, 0.1 for EEG)")
     pre.add_argument("--max-abs-uv", type=float, default=None,
                      help="drop samples exceeding this |µV| (default: 100 for EEG, none for ECG)")
     pre.add_argument("--line-freq", type=float, default=50.0, help="mains frequency of the recordings (Hz)")
-    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--seed", type=int, default=0, help="model init, batches, masks and the hold-out draw")
     pre.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     pre.add_argument("--device", default="cpu")
     pre.add_argument("--cache", type=Path, default=None, help="cache folder for preprocessed signals")
     pre.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
     pre.set_defaults(handler=_cmd_pretrain)
+
+    prb = tsub.add_parser("probe", help="linear AF probe of a frozen pre-trained ECG encoder", formatter_class=fmt,
+                          description="Logistic regression on frozen pooled embeddings (mean + std over patches) of "
+                                      "cinc2017 records held out of the encoder's pre-training: atrial fibrillation "
+                                      "(A) vs normal (N), AUROC by stratified CV inside the held-out records, beside "
+                                      "the same probe on a randomly initialised encoder of the same architecture.")
+    prb.add_argument("--encoder", required=True, type=Path, help="encoder folder from 'train pretrain'")
+    prb.add_argument("--data", type=Path, default=None, help="cinc2017 folder (default: $RT_PHYSIO_DATA/cinc2017)")
+    prb.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the report here")
+    prb.add_argument("--folds", type=int, default=5)
+    prb.add_argument("--C", dest="c", type=float, default=0.1, help="logistic regression inverse regularisation")
+    prb.add_argument("--seed", type=int, default=0)
+    prb.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    prb.add_argument("--cache", type=Path, default=None, help="cache folder for preprocessed signals")
+    prb.set_defaults(handler=_cmd_probe)
 
     fin = tsub.add_parser("finetune", help="fine-tune the EEG + ECG fusion model on a labelled dataset",
                           formatter_class=fmt,
@@ -198,25 +228,59 @@ def register(sub: Any) -> None:
     ev.set_defaults(handler=_cmd_evaluate)
 
 
+def _subject_numbers(text: str) -> tuple[int, ...]:
+    """``0-15`` or ``0,1,2`` -> subject numbers."""
+    try:
+        return tuple(int(s.removeprefix("Subject")) for s in _subjects(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected subject numbers such as 0-15, got {text!r}") from exc
+
+
 def _cmd_pretrain(args: argparse.Namespace, out: TextIO) -> int:
-    from rt_physio.training.pretrain import PretrainConfig, pretrain
+    from rt_physio.training.pretrain import EpochStats, PretrainConfig, pretrain
 
     cfg = PretrainConfig(
         modality=args.modality, data=tuple(str(p) for p in args.data), out=str(args.out), n_layer=args.layers,
-        dim_feedforward=args.ff, nhead=args.nhead, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, window_s=args.window, hop_s=args.hop, patch_ratio=args.patch_ratio,
-        lead_ratio=args.lead_ratio, max_abs_uv=args.max_abs_uv, line_freq=args.line_freq, seed=args.seed,
-        threads=args.threads, device=args.device, cache=str(args.cache) if args.cache else None,
-        resume=args.resume, command=_command_line(),
+        dim_feedforward=args.ff, nhead=args.nhead, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, window_s=args.window,
+        hop_s=args.hop, patch_ratio=args.patch_ratio, span_ratio=args.span_ratio, lead_ratio=args.lead_ratio,
+        max_abs_uv=args.max_abs_uv, eegmat_subjects=args.eegmat_subjects, holdout_fraction=args.holdout,
+        line_freq=args.line_freq, seed=args.seed, threads=args.threads, device=args.device,
+        cache=str(args.cache) if args.cache else None, resume=args.resume, minutes=args.minutes,
+        chunk_epochs=args.chunk_epochs, command=_command_line(),
     )
 
-    def show(epoch: int, loss: float, seconds: float) -> None:
-        out.write(f"epoch {epoch}: masked-patch MSE {loss:.5f} ({seconds:.0f} s)\n")
+    def show(s: EpochStats) -> None:
+        out.write(f"epoch {s.epoch}/{cfg.epochs}: train {s.train_loss:.4f} | held-out {s.heldout_loss:.4f} vs zero "
+                  f"predictor {s.zero_loss:.4f} (ratio {s.ratio:.3f}) | {s.seconds:.0f} s\n")
         out.flush()
 
     result = pretrain(cfg, on_epoch=show, progress=not args.no_progress)
-    out.write(f"wrote {result.out} ({result.n_samples} samples/epoch from {result.n_recordings} recordings, "
-              f"{result.seconds:.0f} s)\n")
+    state = "finished" if result.finished else "stopped early; continue with --resume"
+    out.write(f"wrote {result.out} ({state}; {result.n_windows} training windows from {result.n_recordings} "
+              f"recordings, {result.seconds:.0f} s)\n")
+    return 0
+
+
+def _cmd_probe(args: argparse.Namespace, out: TextIO) -> int:
+    import os
+
+    from rt_physio.training.common import set_threads
+    from rt_physio.training.metrics import json_safe
+    from rt_physio.training.probe import probe_af
+
+    set_threads(args.threads)
+    data = args.data or Path(os.environ.get("RT_PHYSIO_DATA", "../shared/data")) / "cinc2017"
+    report = probe_af(args.encoder, data, folds=args.folds, seed=args.seed, c=args.c, cache=args.cache)
+    report["command"] = _command_line()
+    for kind in ("pretrained", "random_init"):
+        r = report[kind]
+        out.write(f"{kind:11s} AF vs N AUROC {r['auroc']:.3f} (folds {r['auroc_fold_mean']:.3f} ± "
+                  f"{r['auroc_fold_sd']:.3f}) on {report['n_af']} A + {report['n_normal']} N held-out records\n")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(json_safe(report), indent=2) + "\n")
+        out.write(f"wrote {args.json}\n")
     return 0
 
 

@@ -1,17 +1,20 @@
-"""Self-supervised pre-training of an EEG or ECG encoder by masked-patch reconstruction.
+"""Self-supervised pre-training of an EEG or ECG encoder by masked-patch reconstruction, in resumable chunks.
 
-CBraMod's recipe: hide patches (replaced by the model's ``mask_encoding``), reconstruct their 200 raw samples
-with ``proj_out``, MSE on the masked patches only; AdamW, cosine schedule, gradient clipping 1.0. For ECG the mask
-is **dual** (:func:`rt_physio.nn.masking.dual_mask`): random patches within each lead *and* whole leads, so the
-encoder learns both the beat-to-beat structure of a lead and the relation between leads.
+CBraMod's recipe with two changes that make the loss mean something:
 
-Preprocessing per lead is the fine-tuning / live one (:data:`rt_physio.training.finetune.DEFAULT_PREPROCESSING`):
-EEG band-pass 0.3-75 Hz, ECG 0.5-45 Hz, notch at the mains frequency, resampled to 200 Hz, µV / 100. Recordings
-with different lead counts are batched separately (one batch = one lead count).
+* **dual masking** (:func:`rt_physio.nn.masking.dual_mask`): random patches within each lead, one time span hidden
+  in all leads at once, and whole leads;
+* **normalised targets**: the model sees the input in model units (µV / 100, as in fine-tuning and live) but
+  reconstructs it standardised per sample and lead (:func:`~rt_physio.nn.masking.standardise`), so the loss is
+  of order 1 and predicting zeros scores about 1.
 
-The output folder holds ``encoder.safetensors`` (the CBraMod state dict, ``proj_out`` included) and
-``encoder.json`` (architecture, data, losses); ``checkpoint.safetensors`` is written after every epoch so that
-``--resume`` continues an interrupted run, and is removed when the run completes.
+After every epoch the model is scored on a fixed set of held-out windows (records or subjects that training
+never sees, :mod:`rt_physio.training.pretrain_data`) with fixed masks, beside the zero predictor on the very same
+windows and masks; ``history.json`` keeps train loss, held-out loss, zero loss and their ratio per epoch.
+
+A run is cut into chunks: ``minutes`` (or ``chunk_epochs``) ends this call after the epoch that reaches it; the
+checkpoint (``checkpoint.safetensors``) stays, the encoder folder is written as it is, and ``resume=True``
+continues the same schedule. An epoch is at most ``steps_per_epoch`` batches drawn without replacement.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,21 +34,22 @@ from torch import nn
 
 from rt_physio.errors import ConfigError
 from rt_physio.nn.cbramod import CBraMod
-from rt_physio.nn.masking import dual_mask, masked_mse
+from rt_physio.nn.masking import dual_mask, masked_mse, standardise, zero_mse
 from rt_physio.training.checkpoint import load_training_state, save_training_state
 from rt_physio.training.common import ENCODER_FILE, ENCODER_META, cosine_lambda, set_threads
-from rt_physio.training.datasets.base import DatasetError, WindowDataset, default_cache_dir, prepare
-from rt_physio.training.datasets.edf import find_corpus
+from rt_physio.training.datasets.base import DatasetError, PreparedRecording, WindowDataset, default_cache_dir
+from rt_physio.training.pretrain_data import build_corpus
 
-__all__ = ["PretrainConfig", "PretrainResult", "pretrain"]
+__all__ = ["CHECKPOINT_FILE", "HISTORY_FILE", "EpochStats", "PretrainConfig", "PretrainResult", "pretrain"]
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.safetensors"
+HISTORY_FILE = "history.json"
 
 
 @dataclass
 class PretrainConfig:
-    """A pre-training run (recorded in ``encoder.json``)."""
+    """A pre-training run (recorded in ``encoder.json``). ``None`` fields take a per-modality default."""
 
     modality: str = "ecg"
     data: tuple[str, ...] = ()
@@ -53,46 +58,94 @@ class PretrainConfig:
     dim_feedforward: int = 400
     nhead: int = 8
     epochs: int = 5
+    steps_per_epoch: int = 200
     batch_size: int = 32
     lr: float = 5e-4
     weight_decay: float = 0.05
-    window_s: float = 5.0
-    hop_s: float = 2.5
-    patch_ratio: float = 0.5
-    lead_ratio: float | None = None
-    max_abs_uv: float | None = None
+    window_s: float | None = None  # ECG 10 s (several beats), EEG 5 s
+    hop_s: float | None = None  # half a window
+    patch_ratio: float = 0.3
+    span_ratio: float = 0.2
+    lead_ratio: float | None = None  # ECG 0.25, EEG 0.1
+    max_abs_uv: float | None = None  # EEG 100 µV, ECG none
+    eegmat_subjects: tuple[int, ...] = ()
+    holdout_fraction: float = 0.1
+    heldout_windows: int = 512
     line_freq: float = 50.0
     seed: int = 0
     threads: int | None = None
     device: str = "cpu"
     cache: str | None = None
     resume: bool = False
+    minutes: float | None = None
+    chunk_epochs: int | None = None
     command: str = ""
 
 
 @dataclass(frozen=True)
-class PretrainResult:
-    """What :func:`pretrain` wrote."""
+class EpochStats:
+    """One epoch: mean train loss, held-out masked MSE of the model and of the zero predictor, their ratio."""
 
-    out: Path
-    losses: list[float]
-    n_samples: int
-    n_recordings: int
+    epoch: int
+    train_loss: float
+    heldout_loss: float
+    zero_loss: float
+    ratio: float
     seconds: float
 
 
-def pretrain(cfg: PretrainConfig, on_epoch: Callable[[int, float, float], None] | None = None,
+@dataclass(frozen=True)
+class PretrainResult:
+    """What :func:`pretrain` wrote (``finished`` is False when a chunk stopped before the last epoch)."""
+
+    out: Path
+    history: list[EpochStats]
+    n_windows: int
+    n_recordings: int
+    seconds: float
+    finished: bool
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+def _defaults(cfg: PretrainConfig) -> tuple[float, float, float, float | None]:
+    ecg = cfg.modality == "ecg"
+    window = cfg.window_s if cfg.window_s is not None else (10.0 if ecg else 5.0)
+    hop = cfg.hop_s if cfg.hop_s is not None else window / 2
+    lead = cfg.lead_ratio if cfg.lead_ratio is not None else (0.25 if ecg else 0.1)
+    max_abs = cfg.max_abs_uv if cfg.max_abs_uv is not None else (None if ecg else 100.0)
+    return window, hop, lead, max_abs
+
+
+def _windows(recs: list[PreparedRecording], modality: str, window: float, hop: float,
+             max_abs: float | None) -> list[tuple[WindowDataset, np.ndarray]]:
+    """One dataset per lead count, with the indices of the windows kept (peak below ``max_abs`` µV)."""
+    by_leads: dict[int, list[PreparedRecording]] = {}
+    for rec in recs:
+        by_leads.setdefault(rec.signals[modality].shape[0], []).append(rec)
+    out: list[tuple[WindowDataset, np.ndarray]] = []
+    for _, members in sorted(by_leads.items()):
+        ds = WindowDataset(members, (), window_s=window, hop_s=hop, modalities=(modality,))
+        keep = np.arange(len(ds))
+        if max_abs is not None and len(ds):
+            peak = np.array([np.abs(ds.batch([int(j)]).inputs[modality]).max() for j in keep])
+            keep = keep[peak < max_abs / 100.0]
+        if keep.size:
+            out.append((ds, keep))
+    return out
+
+
+def pretrain(cfg: PretrainConfig, on_epoch: Callable[[EpochStats], None] | None = None,
              progress: bool = True) -> PretrainResult:
-    """Pre-train an encoder and write its folder ``cfg.out``.
+    """Pre-train (or continue pre-training) an encoder and write its folder ``cfg.out``.
 
     Parameters
     ----------
     cfg : PretrainConfig
         The run.
-    on_epoch : callable(epoch, loss, seconds), optional
+    on_epoch : callable(EpochStats), optional
         Called after every epoch.
     progress : bool
-        Show a tqdm progress bar (stderr) with the running loss.
+        Show a tqdm progress bar (stderr).
 
     Raises
     ------
@@ -101,100 +154,151 @@ def pretrain(cfg: PretrainConfig, on_epoch: Callable[[int, float, float], None] 
     """
     from tqdm import tqdm
 
-    from rt_physio.training.finetune import DEFAULT_PREPROCESSING
-
     started = time.monotonic()
     if cfg.modality not in ("eeg", "ecg"):
         raise ConfigError(f"The 'modality' parameter must be 'eeg' or 'ecg', got {cfg.modality!r}.")
-    if cfg.epochs < 1 or cfg.batch_size < 1:
-        raise ConfigError(f"epochs and batch size must be positive, got {cfg.epochs} and {cfg.batch_size}.")
-    lead_ratio = cfg.lead_ratio if cfg.lead_ratio is not None else (0.25 if cfg.modality == "ecg" else 0.0)
-    max_abs = cfg.max_abs_uv if cfg.max_abs_uv is not None else (100.0 if cfg.modality == "eeg" else None)
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.steps_per_epoch < 1:
+        raise ConfigError("epochs, steps per epoch and batch size must be positive, got "
+                          f"{cfg.epochs}, {cfg.steps_per_epoch} and {cfg.batch_size}.")
+    window, hop, lead_ratio, max_abs = _defaults(cfg)
     set_threads(cfg.threads)
     device = torch.device(cfg.device)
     out = Path(cfg.out)
-
-    recordings = find_corpus(cfg.data, cfg.modality)
+    done = _finished_before(out, cfg)
+    if done is not None:
+        return done
     cache = Path(cfg.cache) if cfg.cache else default_cache_dir() / "prepared"
-    pre = {cfg.modality: DEFAULT_PREPROCESSING[cfg.modality]}
-    prepared = [r for r in prepare(recordings, pre, line_freq=cfg.line_freq, scale_uv=100.0, cache_dir=cache)
-                if cfg.modality in r.signals]
-    groups: dict[int, list[int]] = {}
-    datasets: dict[int, WindowDataset] = {}
-    by_leads: dict[int, list[int]] = {}
-    for i, rec in enumerate(prepared):
-        by_leads.setdefault(rec.signals[cfg.modality].shape[0], []).append(i)
-    for n_leads, members in sorted(by_leads.items()):
-        ds = WindowDataset([prepared[i] for i in members], (), window_s=cfg.window_s, hop_s=cfg.hop_s,
-                           modalities=(cfg.modality,))
-        keep = np.arange(len(ds))
-        if max_abs is not None and len(ds):
-            peak = np.array([np.abs(ds.batch([int(j)]).inputs[cfg.modality]).max() for j in keep])
-            keep = keep[peak < max_abs / 100.0]
-        if keep.size:
-            datasets[n_leads] = ds
-            groups[n_leads] = [int(j) for j in keep]
-    n_samples = sum(len(v) for v in groups.values())
-    if n_samples == 0:
-        raise DatasetError(f"No {cfg.window_s:g}-s samples in {list(cfg.data)} (recordings too short, or every "
-                           f"sample exceeded {max_abs} µV).")
+    corpus = build_corpus(cfg.modality, cfg.data, eegmat_subjects=cfg.eegmat_subjects,
+                          holdout_fraction=cfg.holdout_fraction, seed=cfg.seed, line_freq=cfg.line_freq, cache=cache)
+    train = _windows(corpus.train, cfg.modality, window, hop, max_abs)
+    held = _windows(corpus.heldout, cfg.modality, window, window, max_abs)
+    n_windows = sum(len(k) for _, k in train)
+    if n_windows == 0:
+        raise DatasetError(f"No {window:g}-s training windows in {list(cfg.data)}.")
+    if not held:
+        raise DatasetError(f"No {window:g}-s held-out windows in {list(cfg.data)} (need 2+ subjects or cinc2017).")
+    # the fixed evaluation set: windows and masks drawn once from the seed
+    eval_gen = torch.Generator().manual_seed(cfg.seed + 7919)
+    eval_batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+    per_group = max(1, cfg.heldout_windows // len(held))
+    for ds, keep in held:
+        pick = keep[torch.randperm(len(keep), generator=eval_gen)[:per_group].numpy()]
+        for s in range(0, len(pick), cfg.batch_size):
+            x = torch.from_numpy(ds.batch(pick[s:s + cfg.batch_size]).inputs[cfg.modality])
+            shape = (int(x.shape[0]), int(x.shape[1]), int(x.shape[2]))
+            eval_batches.append((x, dual_mask(shape, cfg.patch_ratio, lead_ratio, generator=eval_gen,
+                                              span_ratio=cfg.span_ratio)))
 
     torch.manual_seed(cfg.seed)
     model = CBraMod(n_layer=cfg.n_layer, dim_feedforward=cfg.dim_feedforward, nhead=cfg.nhead).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = sum(math.ceil(len(v) / cfg.batch_size) for v in groups.values())
-    schedule = cosine_lambda(cfg.epochs * steps_per_epoch, max(1, steps_per_epoch // 4), 1e-2)
-    losses: list[float] = []
-    first_epoch, step = 0, 0
+    weights = np.array([len(k) for _, k in train], dtype=np.float64)
+    steps_per_epoch = min(cfg.steps_per_epoch, max(1, n_windows // cfg.batch_size))
+    schedule = cosine_lambda(cfg.epochs * steps_per_epoch, max(1, steps_per_epoch // 2), 1e-2)
+    history: list[EpochStats] = []
+    first_epoch, step, spent = 0, 0, 0.0
     ckpt = out / CHECKPOINT_FILE
     if cfg.resume and ckpt.is_file():
         state = load_training_state(ckpt, model, optimizer)
-        first_epoch, step, losses = state.epoch, state.step, list(state.record.get("losses", []))
+        first_epoch, step = state.epoch, state.step
+        history = [EpochStats(**h) for h in state.record.get("history", [])]
+        spent = float(state.record.get("train_seconds", 0.0))
         log.info("resuming %s after epoch %d", out, first_epoch)
+    elif cfg.resume:
+        log.info("no checkpoint in %s: starting from scratch", out)
 
-    for epoch in range(first_epoch, cfg.epochs):
+    for epochs_now, epoch in enumerate(range(first_epoch, cfg.epochs), start=1):
         t0 = time.monotonic()
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         torch.manual_seed(cfg.seed * 1000 + epoch)
-        batches: list[tuple[int, list[int]]] = []
-        for n_leads, members in groups.items():
-            order = [members[j] for j in torch.randperm(len(members), generator=gen).tolist()]
-            batches += [(n_leads, order[s:s + cfg.batch_size]) for s in range(0, len(order), cfg.batch_size)]
-        batches = [batches[j] for j in torch.randperm(len(batches), generator=gen).tolist()]
+        rng = np.random.default_rng(cfg.seed * 1000 + epoch)
+        groups = rng.choice(len(train), size=steps_per_epoch, p=weights / weights.sum())
         model.train()
-        epoch_losses: list[float] = []
-        bar = tqdm(batches, desc=f"pretrain {cfg.modality} {epoch + 1}/{cfg.epochs}", unit="batch",
-                   disable=not progress, leave=False, mininterval=2.0)
-        for n_leads, idx in bar:
-            x = torch.from_numpy(datasets[n_leads].batch(idx).inputs[cfg.modality]).to(device)  # (B, C, N, 200)
+        losses: list[float] = []
+        bar = tqdm(groups, desc=f"pretrain {cfg.modality} {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not progress, leave=False, mininterval=5.0)
+        for g in bar:
+            ds, keep = train[int(g)]
+            idx = rng.choice(keep, size=min(cfg.batch_size, len(keep)), replace=False)
+            x = torch.from_numpy(ds.batch(idx).inputs[cfg.modality]).to(device)  # (B, C, N, 200)
             shape = (int(x.shape[0]), int(x.shape[1]), int(x.shape[2]))
-            mask = dual_mask(shape, cfg.patch_ratio, lead_ratio, generator=gen, device=device)
-            for g in optimizer.param_groups:
-                g["lr"] = cfg.lr * schedule(step)
-            loss = masked_mse(model(x, mask=mask), x, mask)
+            mask = dual_mask(shape, cfg.patch_ratio, lead_ratio, generator=gen, device=device,
+                             span_ratio=cfg.span_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * schedule(step)
+            loss = masked_mse(model(x, mask=mask), standardise(x), mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             step += 1
-            epoch_losses.append(loss.item())
-            bar.set_postfix(loss=f"{np.mean(epoch_losses[-20:]):.4f}")
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         bar.close()
-        losses.append(float(np.mean(epoch_losses)))
+        held_loss, zero = _evaluate(model, eval_batches, device)
+        seconds = time.monotonic() - t0
+        spent += seconds
+        stats = EpochStats(epoch + 1, float(np.mean(losses)), held_loss, zero, held_loss / zero, round(seconds, 2))
+        history.append(stats)
+        log.info("epoch %d: train %.4f, held-out %.4f, zero predictor %.4f, ratio %.3f (%.0f s)", stats.epoch,
+                 stats.train_loss, held_loss, zero, stats.ratio, seconds)
         save_training_state(ckpt, model, optimizer, epoch=epoch + 1, step=step,
-                            record={"losses": losses, "config": asdict(cfg)})
+                            record={"history": [asdict(h) for h in history], "train_seconds": spent,
+                                    "config": asdict(cfg)})
         if on_epoch is not None:
-            on_epoch(epoch + 1, losses[-1], time.monotonic() - t0)
+            on_epoch(stats)
+        elapsed = time.monotonic() - started
+        if cfg.chunk_epochs is not None and epochs_now >= cfg.chunk_epochs:
+            break
+        if cfg.minutes is not None and elapsed + seconds > cfg.minutes * 60.0:
+            break
+    finished = bool(history) and history[-1].epoch >= cfg.epochs
+    desc = dict(corpus.description)
+    _write_encoder(out, model, cfg, history, desc, n_windows, finished, spent,
+                   {"window_s": window, "hop_s": hop, "lead_ratio": lead_ratio, "max_abs_uv": max_abs})
+    if finished:
+        ckpt.unlink(missing_ok=True)
+    return PretrainResult(out, history, n_windows, len(corpus.train), time.monotonic() - started, finished, desc)
 
-    _write_encoder(out, model, cfg, losses, n_samples, len(prepared), lead_ratio, max_abs, recordings_desc=[
-        str(r.source) for r in recordings], seconds=time.monotonic() - started)
-    ckpt.unlink(missing_ok=True)
-    return PretrainResult(out, losses, n_samples, len(prepared), time.monotonic() - started)
+
+def _finished_before(out: Path, cfg: PretrainConfig) -> PretrainResult | None:
+    """With ``resume``, an encoder folder that already finished ``cfg.epochs`` (and has no checkpoint) is kept."""
+    meta_file = out / ENCODER_META
+    if not cfg.resume or (out / CHECKPOINT_FILE).is_file() or not meta_file.is_file():
+        return None
+    meta = json.loads(meta_file.read_text())
+    if not meta.get("finished") or int(meta.get("epochs", 0)) < cfg.epochs:
+        return None
+    log.info("%s already finished %d epochs; nothing to resume", out, meta["epochs"])
+    history = [EpochStats(**h) for h in meta.get("history", [])]
+    return PretrainResult(out, history, int(meta.get("train_windows", 0)),
+                          int(meta.get("corpus", {}).get("n_train_recordings", 0)), 0.0, True, meta.get("corpus", {}))
 
 
-def _write_encoder(out: Path, model: CBraMod, cfg: PretrainConfig, losses: list[float], n_samples: int,
-                   n_recordings: int, lead_ratio: float, max_abs: float | None, recordings_desc: list[str],
-                   seconds: float) -> None:
+@torch.no_grad()
+def _evaluate(model: CBraMod, batches: list[tuple[torch.Tensor, torch.Tensor]],
+              device: torch.device) -> tuple[float, float]:
+    """Masked MSE of the model and of the zero predictor on the fixed held-out set (weighted by masked patches)."""
+    model.eval()
+    err = zero = count = 0.0
+    for x, mask in batches:
+        x, mask = x.to(device), mask.to(device)
+        n = float(mask.sum())
+        if n == 0:
+            continue
+        target = standardise(x)
+        err += masked_mse(model(x, mask=mask), target, mask).item() * n
+        zero += zero_mse(target, mask).item() * n
+        count += n
+    model.train()
+    if count == 0:
+        return math.nan, math.nan
+    return err / count, zero / count
+
+
+def _write_encoder(out: Path, model: CBraMod, cfg: PretrainConfig, history: list[EpochStats],
+                   corpus: dict[str, Any], n_windows: int, finished: bool, seconds: float,
+                   resolved: dict[str, Any]) -> None:
     import safetensors.torch
 
     from rt_physio.training.finetune import DEFAULT_PREPROCESSING
@@ -203,21 +307,29 @@ def _write_encoder(out: Path, model: CBraMod, cfg: PretrainConfig, losses: list[
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     safetensors.torch.save_file(state, str(out / ENCODER_FILE), metadata={"format": "pt"})
     pre = DEFAULT_PREPROCESSING[cfg.modality]
+    hist = [asdict(h) for h in history]
     meta = {
-        "schema": "rt_physio.encoder/1",
+        "schema": "rt_physio.encoder/2",
         "modality": cfg.modality,
         "architecture": {"d_model": 200, "dim_feedforward": cfg.dim_feedforward, "seq_len": 30,
                          "n_layer": cfg.n_layer, "nhead": cfg.nhead},
-        "objective": "masked-patch reconstruction, MSE on masked patches",
-        "masking": {"patch_ratio": cfg.patch_ratio, "lead_ratio": lead_ratio},
+        "objective": "masked-patch reconstruction of the input standardised per sample and lead; MSE on masked "
+                     "patches (the zero predictor scores ~1)",
+        "masking": {"patch_ratio": cfg.patch_ratio, "span_ratio": cfg.span_ratio,
+                    "lead_ratio": resolved["lead_ratio"]},
         "preprocessing": {"bandpass": list(pre.bandpass) if pre.bandpass else None, "notch_hz": cfg.line_freq,
-                          "sfreq": 200.0, "scale_uv": 100.0, "max_abs_uv": max_abs},
-        "epochs": len(losses),
-        "losses": losses,
-        "samples_per_epoch": n_samples,
-        "recordings": n_recordings,
-        "data": recordings_desc,
+                          "sfreq": 200.0, "scale_uv": 100.0, "max_abs_uv": resolved["max_abs_uv"]},
+        "window_s": resolved["window_s"],
+        "hop_s": resolved["hop_s"],
+        "epochs": len(history),
+        "epochs_planned": cfg.epochs,
+        "finished": finished,
+        "train_windows": n_windows,
+        "final": hist[-1] if hist else None,
+        "train_wall_time_s": round(seconds, 1),
+        "corpus": corpus,
+        "history": hist,
         "config": asdict(cfg),
-        "wall_time_s": round(seconds, 1),
     }
     (out / ENCODER_META).write_text(json.dumps(meta, indent=2) + "\n")
+    (out / HISTORY_FILE).write_text(json.dumps(hist, indent=2) + "\n")

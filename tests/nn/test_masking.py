@@ -70,3 +70,48 @@ def test_masked_mse_only_counts_masked_patches() -> None:
 def test_bad_ratios_are_named(kwargs: dict[str, float], word: str) -> None:
     with pytest.raises(ValueError, match=word):
         dual_mask((1, 2, 3), **kwargs)
+
+
+def test_time_span_is_masked_in_every_lead_at_once() -> None:
+    from rt_physio.nn.masking import dual_mask as draw
+
+    gen = torch.Generator().manual_seed(4)
+    span_only = draw((500, 4, 10), patch_ratio=0.0, lead_ratio=0.0, span_ratio=0.3, generator=gen)
+    assert torch.equal(span_only, span_only[:, :1].expand_as(span_only))  # identical in every lead
+    per_sample = span_only[:, 0]  # (B, N)
+    assert bool((per_sample.sum(dim=1) == 3).all())
+    starts = per_sample.argmax(dim=1)
+    for b in range(per_sample.shape[0]):
+        assert per_sample[b, starts[b]:starts[b] + 3].sum().item() == 3  # one contiguous span
+    assert len(set(starts.tolist())) == 8  # every start 0..7 occurs
+    # with all three parts on: the span stays hidden in all leads and something stays visible
+    full = draw((2000, 3, 10), patch_ratio=0.9, lead_ratio=0.9, span_ratio=0.5, generator=gen)
+    all_leads = full.bool().all(dim=1)  # (B, N): masked in every lead
+    runs = torch.stack([all_leads[:, i:i + 5].all(dim=1) for i in range(6)], dim=1).any(dim=1)
+    assert bool(runs.all())
+    assert bool((full == 0).flatten(1).any(dim=1).all())
+
+
+def test_span_never_covers_the_whole_window() -> None:
+    from rt_physio.nn.masking import dual_mask as draw
+
+    mask = draw((300, 1, 2), patch_ratio=0.99, lead_ratio=0.0, span_ratio=0.99,
+                generator=torch.Generator().manual_seed(5))
+    assert bool((mask.sum(dim=(1, 2)) == 1).all())  # span 1 of 2 patches; the other revealed if Bernoulli hid it
+
+
+def test_standardised_targets_make_the_zero_predictor_score_one() -> None:
+    from rt_physio.nn.masking import standardise, zero_mse
+
+    gen = torch.Generator().manual_seed(6)
+    x = 0.01 * torch.randn(16, 3, 5, 200, generator=gen) + 0.003  # EEG-like scale in model units
+    z = standardise(x)
+    assert z.flatten(2).mean(dim=2).abs().max().item() < 1e-4
+    assert z.flatten(2).std(dim=2, unbiased=False).sub(1).abs().max().item() < 1e-3
+    mask = dual_mask((16, 3, 5), 0.5, 0.2, generator=gen, span_ratio=0.2)
+    zero = zero_mse(z, mask)
+    assert zero.item() == pytest.approx(1.0, abs=0.05)
+    assert (masked_mse(torch.zeros_like(z), z, mask) / zero).item() == pytest.approx(1.0)  # ratio of zeros = 1
+    assert masked_mse(z, z, mask).item() == 0.0
+    flat = standardise(torch.full((1, 1, 2, 200), 3.0))
+    assert torch.equal(flat, torch.zeros_like(flat))  # a flat lead is not blown up

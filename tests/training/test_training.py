@@ -13,7 +13,6 @@ from rt_physio.nn import CBraMod, FusionModel, load_model
 from rt_physio.nn.masking import dual_mask, masked_mse
 from rt_physio.training.checkpoint import load_training_state, save_training_state
 from rt_physio.training.common import forward_present, load_encoder_init
-from rt_physio.training.pretrain import CHECKPOINT_FILE, PretrainConfig, pretrain
 
 from .conftest import eegmat_subset
 
@@ -80,28 +79,6 @@ def test_training_state_round_trip(tmp_path: Path) -> None:
     torch.testing.assert_close(s1["exp_avg"], s2["exp_avg"])
     with pytest.raises(ModelError, match="weights do not match"):
         load_training_state(tmp_path / "s.safetensors", CBraMod(n_layer=2, dim_feedforward=16), None)
-
-
-def test_pretrain_resumes_after_an_interruption(data_dir: Path, tmp_path: Path, cache_dir: Path) -> None:
-    cfg = PretrainConfig(modality="ecg", data=(str(data_dir / "neurokit" / "ecg_1000hz.csv"),),
-                         out=str(tmp_path / "enc"), n_layer=1, dim_feedforward=32, epochs=2, batch_size=8,
-                         hop_s=5.0, cache=str(cache_dir), threads=1)
-
-    def stop(epoch: int, loss: float, seconds: float) -> None:
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(cfg, on_epoch=stop, progress=False)
-    assert (tmp_path / "enc" / CHECKPOINT_FILE).is_file()
-    seen: list[int] = []
-    cfg.resume = True
-    result = pretrain(cfg, on_epoch=lambda e, loss, s: seen.append(e), progress=False)
-    assert seen == [2]
-    assert len(result.losses) == 2
-    assert not (tmp_path / "enc" / CHECKPOINT_FILE).is_file()
-    encoder, config, _ = load_encoder_init(tmp_path / "enc")
-    assert config["n_layer"] == 1 and isinstance(encoder, CBraMod)
-    assert json.loads((tmp_path / "enc" / "encoder.json").read_text())["masking"]["lead_ratio"] == 0.25
 
 
 def test_finetune_then_evaluate_through_the_cli(eegmat_dir: Path, tmp_path: Path, cache_dir: Path) -> None:
