@@ -89,6 +89,7 @@ from rt_physio.nn import _toml
 from rt_physio.nn.baseline import BaselineModel
 from rt_physio.nn.checkpoint import load_state_dict_checked, state_dict_mismatches
 from rt_physio.nn.fusion import FusionModel
+from rt_physio.nn.hybrid import HybridModel
 from rt_physio.nn.spec import MODEL_FILE, SCHEMA, WEIGHTS_FILE, ModelSpec, parse_spec, read_model_spec
 
 __all__ = ["LoadedModel", "Model", "list_models", "load_model", "resolve_model", "save_model"]
@@ -97,7 +98,7 @@ logger = logging.getLogger(__name__)
 #: Marks a pre-trained encoder folder (written by ``rt-physio train pretrain``); skipped by :func:`list_models`.
 ENCODER_META = "encoder.json"
 #: What a model folder holds: the deep fusion network or the classical baseline.
-Model = FusionModel | BaselineModel
+Model = FusionModel | BaselineModel | HybridModel
 
 
 @dataclass(frozen=True)
@@ -305,10 +306,12 @@ def list_models() -> list[ModelSpec]:
 
 def _build(spec: ModelSpec) -> Model:
     # Shapes only: the weights come from the file, so skip random initialisation (and leave the global RNG alone).
+    from rt_physio.nn.model_types import model_type
+
     with torch.device("meta"):
-        if spec.architecture.get("type") == "baseline":
-            return BaselineModel.from_config(spec.architecture, n_outputs=len(spec.outputs), sfreq=spec.sfreq)
-        return FusionModel.from_config(spec.architecture, n_outputs=len(spec.outputs))
+        module = model_type(spec.architecture).build(spec.architecture, len(spec.outputs), spec.sfreq)
+    assert isinstance(module, FusionModel | BaselineModel | HybridModel)
+    return module
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -16,9 +16,8 @@ from typing import Any
 
 from rt_physio.config import load_toml
 from rt_physio.errors import ConfigError, ModelError
-from rt_physio.nn.baseline import parse_baseline_architecture
 from rt_physio.nn.cbramod import PATCH_SIZE
-from rt_physio.nn.fusion import MODALITIES, parse_architecture
+from rt_physio.nn.fusion import MODALITIES
 
 __all__ = [
     "ACTIVATIONS",
@@ -215,14 +214,10 @@ def parse_spec(data: Mapping[str, Any], folder: Path) -> ModelSpec:
     activation = _get(outputs, "activation", str, where="outputs.activation")
     if activation not in ACTIVATIONS:
         raise ValueError(f"outputs.activation must be one of {list(ACTIVATIONS)}, got {activation!r}.")
-    n_eeg_channels = None
-    if isinstance(arch, Mapping) and arch.get("type") == "baseline":
-        baseline = parse_baseline_architecture(arch, n_outputs=len(names))
-        modalities = baseline.modalities
-        n_eeg_channels = baseline.eeg_channels
-    else:
-        parsed = parse_architecture(arch, n_outputs=len(names))
-        modalities = tuple(m for m, cfg in zip(MODALITIES, parsed.encoders, strict=True) if cfg is not None)
+    from rt_physio.nn.model_types import model_type  # the type table imports every model module
+
+    parsed_arch = model_type(arch).parse(arch, len(names))
+    modalities, n_eeg_channels = parsed_arch.modalities, parsed_arch.n_eeg_channels
 
     inputs = _get(data, "inputs", dict)
     sfreq = _positive_float(_get(inputs, "sfreq", float, where="inputs.sfreq"), "inputs.sfreq")

@@ -1,0 +1,248 @@
+"""Subject-fold cross-validation of the classical, deep and hybrid arms: ``python -m rt_physio.training.hybrid_cv``.
+
+8 folds of 4 consecutive EEGMAT subjects over 00-31; for each fold and seed, the 28 other subjects are split into
+24 inner-training and 4 inner-validation subjects (fold ``k + 1 + seed``, cyclically): C is chosen on the inner
+validation AUROC (EEG + ECG), the per-set Platt maps are fitted there, then the head is refitted on all 28 with
+that C. Nothing about a held-out fold is chosen on it. Arms (all a :class:`~rt_physio.nn.hybrid.HybridModel`,
+linear head, modality dropout):
+
+* ``classical`` — montage-agnostic features (:mod:`rt_physio.training.features`);
+* ``deep_random`` — frozen randomly initialised CBraMod encoders (the shipped fusion sizes), pooled embeddings;
+* ``hybrid_random`` — both;
+* ``deep_pretrained`` / ``hybrid_pretrained`` — encoders from ``--eeg-encoder`` / ``--ecg-encoder`` when given.
+
+Each arm uncalibrated and calibrated (features centred on each person's first ``--calibrate`` s of rest; those
+windows are never scored, and the uncalibrated rows are scored on the same windows), on EEG + ECG, EEG and ECG.
+Seeds change the random encoders and the inner-validation fold. Features and embeddings are cached per encoder
+and seed under ``--cache``. The JSON has per-fold, per-seed figures, mean ± SD over folds (of the seed means),
+and per-fold paired AUROC differences against ``classical`` with "k of 8 folds above".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from rt_physio.nn.cbramod import CBraMod
+from rt_physio.nn.hybrid import SET_NAMES, HybridModel
+from rt_physio.training.hybrid import (
+    C_GRID,
+    SET_MASKS,
+    Windows,
+    cached_features,
+    centre,
+    dropout_rows,
+    fit_head,
+    fit_platt,
+    head_logits,
+    load_windows,
+    set_flags,
+)
+from rt_physio.training.metrics import binary_metrics, json_safe
+
+__all__ = ["ENCODER_SIZES", "cross_validate", "main"]
+
+log = logging.getLogger("rt_physio.training.hybrid_cv")
+#: The shipped fusion model's encoder sizes (fit two CPU cores).
+ENCODER_SIZES: dict[str, dict[str, int]] = {
+    "eeg": {"d_model": 200, "seq_len": 30, "nhead": 8, "n_layer": 4, "dim_feedforward": 400},
+    "ecg": {"d_model": 200, "seq_len": 30, "nhead": 8, "n_layer": 2, "dim_feedforward": 400},
+}
+Block = tuple[NDArray[np.float32], NDArray[np.bool_], NDArray[np.int64]]
+
+
+def classical_block(windows: Windows, cache: Path) -> Block:
+    """Compute (or read from the cache) the classical features of every window."""
+    model = HybridModel(None, None, features=True)
+    x, p = cached_features(model, windows, cache / "classical.npz")
+    return x, p, model.feature_modality.numpy()
+
+
+def random_block(windows: Windows, cache: Path, seed: int, pooling: str = "mean") -> Block:
+    """Pooled embeddings of frozen randomly initialised encoders (seeded; cached)."""
+    torch.manual_seed(seed)
+    encs = [CBraMod(**ENCODER_SIZES[m]) for m in ("eeg", "ecg")]
+    model = HybridModel(encs[0], encs[1], features=False, pooling=pooling).eval()
+    x, p = cached_features(model, windows, cache / f"random-seed{seed}-{pooling}.npz")
+    return x, p, model.feature_modality.numpy()
+
+
+def pretrained_block(windows: Windows, cache: Path, encoders: dict[str, Path], tag: str) -> Block:
+    """Pooled embeddings of pre-trained encoders (``rt_physio.training.encoders.load_encoder``; cached)."""
+    from rt_physio.training import encoders as enc_api  # helper P's API
+
+    loaded = {m: enc_api.load_encoder(path) for m, path in encoders.items()}
+    model = HybridModel(loaded.get("eeg"), loaded.get("ecg"), features=False).eval()
+    x, p = cached_features(model, windows, cache / f"pretrained-{tag}.npz")
+    return x, p, model.feature_modality.numpy()
+
+
+def combine(*blocks: Block) -> Block:
+    """Concatenate blocks; a modality counts as present only where every block has it."""
+    x = np.concatenate([b[0] for b in blocks], axis=1)
+    p = np.logical_and.reduce([b[1] for b in blocks])
+    return x, p, np.concatenate([b[2] for b in blocks])
+
+
+def _auroc(y: NDArray[np.floating], s: NDArray[np.floating]) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def run_fold(block: Block, windows: Windows, available: NDArray[np.bool_], is_base: NDArray[np.bool_],
+             test: Sequence[str], inner_val: Sequence[str], calibrated: bool) -> dict[str, Any]:
+    """Select C and the Platt maps on ``inner_val``, refit on all training subjects, score ``test`` per set."""
+    x: NDArray[np.floating] = block[0]
+    present, fm = block[1], block[2]
+    subj = windows.subjects
+    y = windows.labels
+    in_test = np.isin(subj, list(test))
+    in_val = np.isin(subj, list(inner_val))
+    in_train = ~in_test & ~in_val
+    if calibrated:
+        x, _ = centre(x, present, windows, is_base, fm, ~in_test)
+    usable = present.any(axis=1) & ~(is_base if calibrated else np.zeros_like(is_base))
+    tr, va = in_train & usable, in_val & usable & ~is_base
+    aurocs = {}
+    for c in C_GRID:
+        p = fit_head(x[tr], present[tr], y[tr], fm, c)
+        aurocs[c] = _auroc(y[va], head_logits(p, x[va], present[va], fm, platt=False))
+    best = max(C_GRID, key=lambda c: (np.nan_to_num(aurocs[c], nan=-1.0), -c))
+    inner = fit_head(x[tr], present[tr], y[tr], fm, best)
+    xv, pv, yv = dropout_rows(x[va], present[va], y[va])
+    platt = fit_platt(head_logits(inner, xv, pv, fm, platt=False), pv, yv)
+    final = fit_head(x[tr | (in_val & usable)], present[tr | (in_val & usable)], y[tr | (in_val & usable)], fm, best)
+    final.platt = platt
+    out: dict[str, Any] = {"C": best, "inner_val_auroc_per_C": {str(c): a for c, a in aurocs.items()}}
+    scored_rows = in_test & ~is_base
+    for name in SET_NAMES:
+        mask = np.array(SET_MASKS[name])
+        rows = scored_rows & (available & mask).any(axis=1)
+        flags = set_flags(present[rows], name)
+        logits = np.where(flags.any(axis=1), head_logits(final, x[rows], flags, fm), 0.0)
+        m = binary_metrics(y[rows], 1.0 / (1.0 + np.exp(-logits)))
+        out[name] = {"balanced_accuracy": float(m["balanced_accuracy"]), "auroc": float(m["auroc"]),
+                     "n_windows": int(rows.sum())}
+    return out
+
+
+def cross_validate(windows: Windows, blocks: dict[str, list[Block]], *, calibrate: float = 60.0,
+                   fold_size: int = 4) -> dict[str, Any]:
+    """Run every arm (a block per seed) over the subject folds; returns the JSON report."""
+    subjects = sorted(set(windows.subjects.tolist()))
+    folds = [subjects[i:i + fold_size] for i in range(0, len(subjects), fold_size)]
+    available = windows.dataset.present.copy()
+    is_base = windows.baseline(calibrate)
+    report: dict[str, Any] = {"folds": folds, "calibrate_s": calibrate, "arms": {}}
+    for arm, per_seed in blocks.items():
+        for calibrated in (False, True):
+            key = f"{arm}/{'cal' if calibrated else 'uncal'}"
+            t0 = time.monotonic()
+            runs = []
+            for seed, block in enumerate(per_seed):
+                for k, test in enumerate(folds):
+                    inner = folds[(k + 1 + seed) % len(folds)]
+                    res = run_fold(block, windows, available, is_base, test, inner, calibrated)
+                    runs.append({"fold": k, "seed": seed, "test": list(test), "inner_val": list(inner)} | res)
+            report["arms"][key] = {"runs": runs, "summary": summarise(runs, len(folds))}
+            s = report["arms"][key]["summary"]["eeg,ecg"]
+            log.info("%s: EEG+ECG bal.acc %.3f±%.3f AUROC %.3f±%.3f (%.0f s)", key, s["balanced_accuracy"]["mean"],
+                     s["balanced_accuracy"]["sd"], s["auroc"]["mean"], s["auroc"]["sd"], time.monotonic() - t0)
+    report["paired_auroc_vs_classical"] = paired(report["arms"], len(folds))
+    return report
+
+
+def _fold_means(runs: list[dict[str, Any]], n_folds: int, name: str, metric: str) -> NDArray[np.float64]:
+    return np.array([np.nanmean([r[name][metric] for r in runs if r["fold"] == k]) for k in range(n_folds)])
+
+
+def summarise(runs: list[dict[str, Any]], n_folds: int) -> dict[str, Any]:
+    """Mean ± SD over folds of the per-fold seed means, and the SD over seeds of the fold-mean."""
+    out: dict[str, Any] = {}
+    seeds = sorted({r["seed"] for r in runs})
+    for name in SET_NAMES:
+        out[name] = {}
+        for metric in ("balanced_accuracy", "auroc"):
+            per_fold = _fold_means(runs, n_folds, name, metric)
+            per_seed = [np.nanmean([r[name][metric] for r in runs if r["seed"] == s]) for s in seeds]
+            out[name][metric] = {"mean": float(np.nanmean(per_fold)), "sd": float(np.nanstd(per_fold, ddof=1)),
+                                 "per_fold": per_fold.tolist(), "sd_over_seeds": float(np.std(per_seed, ddof=1))
+                                 if len(seeds) > 1 else 0.0}
+    return out
+
+
+def paired(arms: dict[str, Any], n_folds: int) -> dict[str, Any]:
+    """Per-fold AUROC differences of every arm against ``classical`` with the same calibration."""
+    out: dict[str, Any] = {}
+    for key, arm in arms.items():
+        name, cal = key.split("/")
+        ref = arms.get(f"classical/{cal}")
+        if ref is None or name == "classical":
+            continue
+        out[key] = {}
+        for s in SET_NAMES:
+            d = _fold_means(arm["runs"], n_folds, s, "auroc") - _fold_means(ref["runs"], n_folds, s, "auroc")
+            out[key][s] = {"mean": float(d.mean()), "sd": float(d.std(ddof=1)), "per_fold": d.tolist(),
+                           "folds_above": int((d > 0).sum()), "n_folds": n_folds}
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: see the module docstring."""
+    ap = argparse.ArgumentParser(prog="python -m rt_physio.training.hybrid_cv", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, type=Path)
+    ap.add_argument("--json", required=True, type=Path)
+    ap.add_argument("--cache", type=Path, default=Path("runs/hybrid-cache"))
+    ap.add_argument("--subjects", default="0-31", help="EEGMAT subject numbers, lo-hi")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--arms", default="classical,deep_random,hybrid_random")
+    ap.add_argument("--calibrate", type=float, default=60.0)
+    ap.add_argument("--eeg-encoder", type=Path, default=None)
+    ap.add_argument("--ecg-encoder", type=Path, default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    lo, hi = (int(v) for v in args.subjects.split("-"))
+    t0 = time.monotonic()
+    windows = load_windows(args.data, range(lo, hi + 1), cache=args.cache / "prepared")
+    log.info("%d windows of %d subjects", len(windows), len(set(windows.subjects.tolist())))
+    arms = args.arms.split(",")
+    classical = classical_block(windows, args.cache)
+    log.info("classical features (%.0f s)", time.monotonic() - t0)
+    blocks: dict[str, list[Block]] = {}
+    for arm in arms:
+        if arm == "classical":
+            blocks[arm] = [classical] * args.seeds
+        elif arm in ("deep_random", "hybrid_random"):
+            rand = [random_block(windows, args.cache, s) for s in range(args.seeds)]
+            log.info("random embeddings (%.0f s)", time.monotonic() - t0)
+            blocks[arm] = rand if arm == "deep_random" else [combine(r, classical) for r in rand]
+        elif arm in ("deep_pretrained", "hybrid_pretrained"):
+            enc = {m: p for m, p in (("eeg", args.eeg_encoder), ("ecg", args.ecg_encoder)) if p is not None}
+            pre = pretrained_block(windows, args.cache, enc, "-".join(p.name for p in enc.values()))
+            blocks[arm] = [pre if arm == "deep_pretrained" else combine(pre, classical)] * args.seeds
+        else:
+            ap.error(f"unknown arm {arm!r}")
+    report = cross_validate(windows, blocks, calibrate=args.calibrate)
+    report |= {"command": "python -m rt_physio.training.hybrid_cv " + " ".join(argv or []),
+               "wall_time_s": round(time.monotonic() - t0, 1), "seeds": args.seeds, "C_grid": list(C_GRID)}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(json_safe(report), indent=1) + "\n")
+    log.info("wrote %s (%.0f s)", args.json, time.monotonic() - t0)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

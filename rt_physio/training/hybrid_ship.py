@@ -1,0 +1,173 @@
+"""Train the CV-chosen hybrid recipe on every subject and write a model folder.
+
+Command line: ``python -m rt_physio.training.hybrid_ship``.
+
+The recipe comes from the cross-validation JSON of :mod:`rt_physio.training.hybrid_cv` (``--arm``): C per
+calibration state is the value its inner validations chose most often (ties: the smaller C). The head is trained
+on all subjects given; the per-modality-set Platt maps are fitted on out-of-fold logits (the same subject folds:
+each fold's logits from a head trained on the other folds), so they too come from people the head did not see.
+No figure is chosen on a reported subject: the figures recorded are the CV's. Only encoder-free arms
+(``classical``) and random-encoder arms with a stored seed are supported here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rt_physio.nn.hybrid import SET_NAMES, HybridModel
+from rt_physio.nn.registry import save_model
+from rt_physio.nn.spec import SCHEMA
+from rt_physio.training.features import ECG_FEATURES, EEG_FEATURES
+from rt_physio.training.hybrid import (
+    SCALE_UV,
+    SFREQ,
+    WINDOW_S,
+    HeadParams,
+    centre,
+    dropout_rows,
+    fit_head,
+    fit_platt,
+    head_logits,
+    load_windows,
+)
+from rt_physio.training.hybrid_cv import classical_block
+from rt_physio.training.train_baseline import BASELINE_PREPROCESSING
+
+__all__ = ["chosen_c", "main", "train_classical"]
+
+log = logging.getLogger("rt_physio.training.hybrid_ship")
+
+
+def chosen_c(cv: dict[str, Any], arm: str, calibrated: bool) -> float:
+    """Return the C most often chosen by the CV's inner validations for ``arm`` (ties: the smaller)."""
+    runs = cv["arms"][f"{arm}/{'cal' if calibrated else 'uncal'}"]["runs"]
+    counts = Counter(float(r["C"]) for r in runs)
+    return min(counts, key=lambda c: (-counts[c], c))
+
+
+def _fit_with_oof_platt(x: np.ndarray, present: np.ndarray, y: np.ndarray, fm: np.ndarray, subjects: np.ndarray,
+                        rows: np.ndarray, c: float, fold_size: int = 4) -> HeadParams:
+    order = sorted(set(subjects[rows].tolist()))
+    folds = [order[i:i + fold_size] for i in range(0, len(order), fold_size)]
+    raw, flags, labels = [], [], []
+    for fold in folds:
+        held = rows & np.isin(subjects, fold)
+        p = fit_head(x[rows & ~held], present[rows & ~held], y[rows & ~held], fm, c)
+        xh, ph, yh = dropout_rows(x[held], present[held], y[held])
+        raw.append(head_logits(p, xh, ph, fm, platt=False))
+        flags.append(ph)
+        labels.append(yh)
+    final = fit_head(x[rows], present[rows], y[rows], fm, c)
+    final.platt = fit_platt(np.concatenate(raw), np.concatenate(flags), np.concatenate(labels))
+    return final
+
+
+def train_classical(data: Path, out: Path, cv: dict[str, Any], *, subjects: Sequence[int], calibrate: float,
+                    cache: Path, command: str, cv_json: str) -> dict[str, Any]:
+    """Train the ``classical`` arm on ``subjects`` and save it to ``out``; returns the card's provenance."""
+    t0 = time.monotonic()
+    windows = load_windows(data, subjects, cache=cache / "prepared")
+    x, present, fm = classical_block(windows, cache)
+    y, subj = windows.labels, windows.subjects
+    is_base = windows.baseline(calibrate)
+    model = HybridModel(None, None, features=True)
+    params: dict[str, Any] = {}
+    for calibrated, head in ((False, model.lr), (True, model.cal)):
+        c = chosen_c(cv, "classical", calibrated)
+        xx: np.ndarray = x
+        if calibrated:
+            xx, fallback = centre(x, present, windows, is_base, fm, np.ones(len(y), dtype=bool))
+            model.calibration_fallback.copy_(torch.from_numpy(fallback))
+        rows = present.any(axis=1) & ~(is_base if calibrated else np.zeros_like(is_base))
+        p = _fit_with_oof_platt(xx, present, y, fm, subj, rows, c)
+        p.load_into(head)
+        params["cal" if calibrated else "uncal"] = {"C": c, "platt_a_b": {n: [round(float(v), 4) for v in p.platt[k]]
+                                                                          for k, n in enumerate(SET_NAMES)}}
+    names = sorted(set(subj.tolist()))
+    fields = _card(cv, names, params, calibrate, command, cv_json, time.monotonic() - t0, len(y))
+    save_model(out, model, fields, dtype=torch.float32)
+    return fields
+
+
+def _figures(cv: dict[str, Any], key: str) -> dict[str, Any]:
+    s = cv["arms"][key]["summary"]
+    return {name: {m: f"{s[name][m]['mean']:.3f} ± {s[name][m]['sd']:.3f}" for m in ("balanced_accuracy", "auroc")}
+            for name in SET_NAMES}
+
+
+def _card(cv: dict[str, Any], subjects: list[str], params: dict[str, Any], calibrate: float, command: str,
+          cv_json: str, seconds: float, n_windows: int) -> dict[str, Any]:
+    description = (
+        "Mental workload (rest = 0 vs mental arithmetic = 1) from EEG and/or ECG: the classical arm of the hybrid "
+        "model (the winner of the subject-fold cross-validation, docs/results.md). Montage-agnostic EEG spectral "
+        "summaries over channels (band powers, relative powers, entropy, Hjorth, alpha peak, inter-channel "
+        "correlation) and ECG heart rate / HRV / R amplitude, one linear head for every modality set (modality "
+        "dropout), a Platt map per set so the output does not jump when a modality drops out. Any EEG montage is "
+        f"accepted (trained on the 20-channel EEGMAT montage). Run it calibrated (first {calibrate:g} s of rest) "
+        "when possible: that is where it meets the targets. Trained on EEGMAT subjects 00-31; C chosen by the CV "
+        "over the same subjects (hence selection_subjects). Not traceable (numpy features; a few ms per window)."
+    )
+    return {
+        "schema": SCHEMA, "trained": True, "description": description,
+        "architecture": {"type": "hybrid", "hybrid": {"features": True, "pooling": "mean"}},
+        "inputs": {"sfreq": SFREQ, "window_s": WINDOW_S, "scale_uv": SCALE_UV, "eeg": {"channels": []},
+                   "ecg": {"channels": []}},
+        "preprocessing": {m: {"bandpass": list(p.bandpass or ()), "notch": p.notch}
+                          for m, p in BASELINE_PREPROCESSING.items()},
+        "outputs": {"names": ["mental_workload"], "activation": "sigmoid"},
+        "calibration": {"seconds": float(calibrate), "level": "features", "expects": False},
+        "provenance": {
+            "seed": 0,
+            "data": "PhysioNet EEGMAT 1.0.0 (Zyma et al. 2019); rest = 0, mental arithmetic = 1",
+            "training_subjects": subjects,
+            "selection_subjects": subjects,
+            "selection_note": "arm and C chosen by 8-fold subject CV over these subjects (inner validation only); "
+                              "Platt maps fitted on out-of-fold logits",
+            "features": {"eeg": list(EEG_FEATURES), "ecg": list(ECG_FEATURES)},
+            "head": params,
+            "cv_figures": {"uncalibrated": _figures(cv, "classical/uncal"),
+                           "calibrated": _figures(cv, "classical/cal"),
+                           "source": cv_json, "protocol": "8 folds of 4 consecutive subjects over 00-31, 3 seeds "
+                           "(inner validation fold), mean ± SD over folds; calibrated: first 60 s of rest as "
+                           "baseline, never scored; uncalibrated scored on the same windows"},
+            "training_command": command,
+            "n_windows": n_windows,
+            "wall_time_s": round(seconds, 1),
+        },
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: see the module docstring."""
+    ap = argparse.ArgumentParser(prog="python -m rt_physio.training.hybrid_ship", description=__doc__)
+    ap.add_argument("--data", required=True, type=Path)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--cv-json", required=True, type=Path)
+    ap.add_argument("--arm", default="classical", choices=["classical"])
+    ap.add_argument("--subjects", default="0-31")
+    ap.add_argument("--calibrate", type=float, default=60.0)
+    ap.add_argument("--cache", type=Path, default=Path("runs/hybrid-cache"))
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    lo, hi = (int(v) for v in args.subjects.split("-"))
+    cv = json.loads(args.cv_json.read_text())
+    command = "python -m rt_physio.training.hybrid_ship " + " ".join(
+        ["--data", str(args.data), "--out", str(args.out), "--cv-json", str(args.cv_json), "--arm", args.arm])
+    fields = train_classical(args.data, args.out, cv, subjects=range(lo, hi + 1), calibrate=args.calibrate,
+                             cache=args.cache, command=command, cv_json=str(args.cv_json))
+    log.info("wrote %s: %s", args.out, json.dumps(fields["provenance"]["head"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
