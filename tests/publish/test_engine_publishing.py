@@ -37,7 +37,7 @@ HOP = 0.5
 
 def _engine(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([RT_PHYSIO, "run", "--window", "2", "--hop", str(HOP), "--device", "cpu", "--threads",
-                             "1", "--duration", "120", *args],
+                             "1", "--duration", "600", *args],  # a backstop: each test stops it
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -45,7 +45,7 @@ def _finish(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[str
     if proc.poll() is None:
         proc.send_signal(sig)
     try:
-        return proc.communicate(timeout=30)
+        return proc.communicate(timeout=120)  # a clean stop on a loaded machine
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -53,7 +53,7 @@ def _collect(sock: zmq.Socket[bytes], proc: subprocess.Popen[str], n_pred: int, 
 
 def _stop(proc: subprocess.Popen[str], sock: zmq.Socket[bytes]) -> tuple[str, str, list[dict[str, Any]]]:
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    out, err = proc.communicate(timeout=120)
     statuses = []
     while sock.poll(500):
         topic, payload = sock.recv_multipart()
@@ -72,11 +72,11 @@ def test_lsl_eeg_and_ecg_to_zmq(port: int) -> None:
         [RT_PHYSIO, "run", "--eeg", f"lsl:rtp-eeg-{uid}", "--ecg", f"lsl:rtp-ecg-{uid}", "--window", str(window),
          "--hop", str(hop), "--publish", f"zmq://127.0.0.1:{port}", "--device", "cpu", "--session", "lsl-e2e",
          "--model", "untrained-demo",
-         "--duration", "60"],
+         "--duration", "600"],  # a backstop: the test stops it once it has its predictions
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        preds, _ = _collect(sock, proc, n_pred=4, timeout=60)
+        preds, _ = _collect(sock, proc, n_pred=4, timeout=120)
         out, err, statuses = _stop(proc, sock)
     finally:
         if proc.poll() is None:
@@ -115,11 +115,11 @@ def test_default_run_uses_brainflow_synthetic_board(port: int) -> None:
     hop = 0.5
     proc = subprocess.Popen(
         [RT_PHYSIO, "run", "--window", "2", "--hop", str(hop), "--publish", f"zmq://127.0.0.1:{port}",
-         "--device", "cpu", "--duration", "60"],
+         "--device", "cpu", "--duration", "600"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        preds, _ = _collect(sock, proc, n_pred=3, timeout=60)
+        preds, _ = _collect(sock, proc, n_pred=3, timeout=120)
         out, err, _ = _stop(proc, sock)
     finally:
         if proc.poll() is None:

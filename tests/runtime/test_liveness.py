@@ -328,7 +328,7 @@ def test_a_clock_jump_in_one_stream_predictions_resume_and_sigterm_exits(shift: 
     proc = subprocess.Popen(
         [RT_PHYSIO, "run", "--eeg", f"lsl:rtp-eeg-{uid}", "--ecg", f"lsl:rtp-ecg-{uid}", "--model",
          str(tmp_path / "tiny"), "--window", str(window), "--hop", "0.5", "--device", "cpu", "--backend", "eager",
-         "--publish", f"zmq://127.0.0.1:{port}", "--duration", "120"],
+         "--publish", f"zmq://127.0.0.1:{port}", "--duration", "600"],  # ended by SIGTERM below
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         collector.wait(lambda: len(collector.preds) >= 2 or proc.poll() is not None, 90)

@@ -51,7 +51,7 @@ class Subscriber:
 def _engine(port: int, eeg: str, ecg: str, session: str, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [RT_PHYSIO, "run", "--eeg", eeg, "--ecg", ecg, "--window", "2", "--hop", "0.5", "--publish",
-         f"zmq://127.0.0.1:{port}", "--device", "cpu", "--session", session, "--duration", "90",
+         f"zmq://127.0.0.1:{port}", "--device", "cpu", "--session", session, "--duration", "600",
          # eager: a traced backend builds a runner for each new modality subset (ECG alone, here) on the hot path,
          # and on a busy 2-core machine that build starves the acquisition threads for seconds
          "--backend", "eager", *extra],
@@ -85,19 +85,19 @@ def test_eeg_outlet_destroyed_and_recreated_with_the_same_source_id(port):
     eeg2 = None
     try:
         both = ["eeg", "ecg"]
-        assert sub.until(proc, lambda p: _mods(p).count(both) >= 2, timeout=60), _finish(proc)
+        assert sub.until(proc, lambda p: _mods(p).count(both) >= 2, timeout=120), _finish(proc)
         # the EEG sender dies: its outlet is destroyed
         eeg.stop()
         eeg.outlet = None
         killed_at = pylsl.local_clock()
         mark = len(sub.preds)
-        assert sub.until(proc, lambda p: _mods(p, mark).count(["ecg"]) >= 3, timeout=20), _finish(proc)
+        assert sub.until(proc, lambda p: _mods(p, mark).count(["ecg"]) >= 3, timeout=60), _finish(proc)
         ecg_only_at = sub.preds[-1][1]
         # ... and comes back: a new outlet with the same source_id (RealTimeOutlet uses "<name>-uid")
         eeg2 = RealTimeOutlet(eeg_name, "EEG", 8, 250.0, chunk=5, seed=2).start()
         restarted_at = pylsl.local_clock()
         mark2 = len(sub.preds)
-        assert sub.until(proc, lambda p: _mods(p, mark2).count(both) >= 2, timeout=30), _finish(proc)
+        assert sub.until(proc, lambda p: _mods(p, mark2).count(both) >= 2, timeout=60), _finish(proc)
         resumed_at = next(t for m, t in sub.preds[mark2:] if m["modalities"] == both)
     finally:
         out, err = _finish(proc)
@@ -135,7 +135,7 @@ def test_run_replays_one_file_into_both_modalities(data_dir, port):
     # engine copes when another test run starves this 2-core machine
     proc = _engine(port, spec, spec, "replay", "--missing-after", "5")
     try:
-        assert sub.until(proc, lambda p: len(p) >= 4, timeout=60), _finish(proc)
+        assert sub.until(proc, lambda p: len(p) >= 4, timeout=120), _finish(proc)
     finally:
         _, err = _finish(proc)
         sub.close()
