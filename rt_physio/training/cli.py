@@ -197,6 +197,10 @@ def register(sub: Any) -> None:
     cal.add_argument("--cache", type=Path, default=None, help="cache folder for preprocessed signals")
     cal.set_defaults(handler=_cmd_calibrate_head)
 
+    from rt_physio.training.cv_cli import add_cv_parser
+
+    add_cv_parser(tsub)  # train cv --dataset dreamer --protocol loso|kfold|subject-dependent
+
     ev = sub.add_parser("evaluate", help="score a model on a labelled folder (every subject found)",
                         formatter_class=fmt,
                         description="Score a model on every subject of an EEGMAT-style folder of EDFs (or a "
