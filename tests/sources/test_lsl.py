@@ -182,14 +182,16 @@ def test_a_stream_that_stops_and_comes_back_with_the_same_source_id(recorder):
     try:
         push(first, 1.0, 1.0)
         del first  # the sender goes away
-        time.sleep(1.6)
+        time.sleep(1.6)  # a silence longer than stall_after (1 s): the gap measured below is at least this
+        deadline = time.monotonic() + 20.0  # the source's own thread says so (later on a loaded machine)
+        while not source.stalled and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert source.stalled
         assert source.stats.extra["stalls"] == 1
         second = outlet()  # ... and a new one appears with the same source_id
         back = local_clock()
         push(second, 2.5, 2.0)
-        time.sleep(0.2)
-        assert not source.stalled
+        assert not source.stalled  # data came within the last 50 ms (a wait here would race the next stall)
     finally:
         source.stop()
     values = recorder.data()[:, 0]
