@@ -98,8 +98,10 @@ def test_first_sample_is_visible_within_milliseconds(make_outlet, recorder):
     finally:
         source.stop()
     lat_ms = np.array(latencies) * 1e3
-    assert np.median(lat_ms) < 5.0, lat_ms
-    assert np.percentile(lat_ms, 90) < 25.0, lat_ms
+    # the trap holds each sample ~100 ms; bounds well under it, with room for a loaded machine (the figure
+    # itself, ~1 ms, is measured by `rt-physio bench latency`, stage acquire)
+    assert np.median(lat_ms) < 30.0, lat_ms
+    assert np.percentile(lat_ms, 90) < 75.0, lat_ms
 
 
 def test_units_in_the_xml_are_converted_to_microvolts(make_outlet, recorder):
