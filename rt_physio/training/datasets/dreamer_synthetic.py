@@ -176,3 +176,33 @@ def _ecg(rng: np.random.Generator, seconds: float, hr_bpm: float) -> NDArray[np.
     lead1 = lead + wander + rng.normal(0.0, 15.0, n)
     lead2 = 0.6 * lead + 0.5 * wander + rng.normal(0.0, 15.0, n)
     return np.stack([lead1, lead2], axis=1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m rt_physio.training.datasets.dreamer_synthetic OUT.mat``: write a synthetic DREAMER.mat."""
+    import argparse
+    import logging
+
+    parser = argparse.ArgumentParser(prog="python -m rt_physio.training.datasets.dreamer_synthetic",
+                                     description="Write a synthetic DREAMER.mat (DREAMER's layout; arousal carried "
+                                                 "by heart rate and alpha, with per-subject and per-trial offsets).")
+    parser.add_argument("out", type=Path)
+    defaults = SyntheticDreamer()
+    parser.add_argument("--subjects", type=int, default=defaults.n_subjects)
+    parser.add_argument("--trials", type=int, default=defaults.n_trials, help="film clips per subject (even)")
+    parser.add_argument("--stimulus-s", type=float, default=defaults.stimulus_s)
+    parser.add_argument("--baseline-s", type=float, default=defaults.baseline_s)
+    parser.add_argument("--eeg-unit", default="uV")
+    parser.add_argument("--ecg-unit", default="uV")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    write_synthetic_dreamer(args.out, SyntheticDreamer(
+        n_subjects=args.subjects, n_trials=args.trials, stimulus_s=args.stimulus_s, baseline_s=args.baseline_s,
+        eeg_unit=args.eeg_unit, ecg_unit=args.ecg_unit, seed=args.seed))
+    logging.getLogger(__name__).info("wrote %s (%d subjects x %d trials)", args.out, args.subjects, args.trials)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
