@@ -1,7 +1,8 @@
 """Pre-trained encoders as frozen feature extractors.
 
 An encoder folder (``rt-physio train pretrain``, e.g. ``models/encoders/ecg-cinc2017``) holds
-``encoder.safetensors`` (a CBraMod state dict) and ``encoder.json`` (architecture, corpus, hold-out, history).
+``encoder.safetensors`` (a CBraMod state dict) and ``encoder.json`` (architecture, corpus, hold-out, history),
+both rewritten after every epoch.
 
 * :func:`load_encoder` reads one into a :class:`~rt_physio.nn.CBraMod` in eval mode;
 * :func:`random_encoder` builds the same architecture randomly initialised (the baseline every probe is compared

@@ -245,6 +245,9 @@ def pretrain(cfg: PretrainConfig, on_epoch: Callable[[EpochStats], None] | None 
         save_training_state(ckpt, model, optimizer, epoch=epoch + 1, step=step,
                             record={"history": [asdict(h) for h in history], "train_seconds": spent,
                                     "config": asdict(cfg)})
+        # the encoder folder is current after every epoch: a chunk killed outright still leaves a usable encoder
+        _write_encoder(out, model, cfg, history, dict(corpus.description), n_windows, epoch + 1 >= cfg.epochs,
+                       spent, {"window_s": window, "hop_s": hop, "lead_ratio": lead_ratio, "max_abs_uv": max_abs})
         if on_epoch is not None:
             on_epoch(stats)
         elapsed = time.monotonic() - started

@@ -16,6 +16,7 @@ from rt_physio.training.datasets.cinc2017 import holdout_split, load_cinc2017, l
 from rt_physio.training.encoders import load_encoder, pooled_features, random_encoder
 from rt_physio.training.pretrain import CHECKPOINT_FILE, HISTORY_FILE, EpochStats, PretrainConfig, pretrain
 from rt_physio.training.pretrain_data import build_corpus
+from rt_physio.training.pretrain_report import collect, plot
 from rt_physio.training.probe import probe_af
 
 from .conftest import eegmat_subset
@@ -142,6 +143,12 @@ def test_cli_pretrain_then_probe_against_a_random_encoder(cinc_dir: Path, tmp_pa
     rc = main(["train", "probe", "--encoder", str(tmp_path / "enc"), "--data", str(data), "--folds", "3",
                "--cache", str(cache_dir), "--json", str(out)], out=io.StringIO())
     assert rc == 0 and json.loads(out.read_text())["random_init"]["auroc"] == report["random_init"]["auroc"]
+    summary = collect([tmp_path / "enc"], [out])
+    enc = summary["encoders"]["enc"]
+    assert enc["goal_ratio"] == 0.5 and enc["goal_met"] == (enc["final"]["ratio"] <= 0.5)
+    assert enc["corpus"]["cinc2017_heldout_count"] == 12 and "records" not in summary["probes"][0]
+    plot(summary, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_pooled_features_and_random_encoder_shapes() -> None:
