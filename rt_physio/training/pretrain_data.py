@@ -109,6 +109,9 @@ def build_corpus(modality: str, data: Sequence[str | Path], *, eegmat_subjects: 
         desc["cinc2017_train_records"] = len(tr)
     if others:
         subjects = list(eegmat_subjects) if modality == "eeg" else []
+        if modality == "eeg" and not subjects and any(p.is_dir() and any(p.glob("Subject??_?.edf")) for p in others):
+            raise DatasetError("An EEGMAT folder is in --data but no --eegmat-subjects (e.g. 0-15) were given; "
+                               "choose the subjects explicitly so that no cross-validation test subject is used.")
         recs = find_corpus(others, modality, train_subjects=subjects)
         if cinc_dirs:
             train += recs

@@ -12,6 +12,7 @@ import torch
 
 from rt_physio.cli import main
 from rt_physio.nn import CBraMod
+from rt_physio.training.datasets.base import DatasetError
 from rt_physio.training.datasets.cinc2017 import holdout_split, load_cinc2017, load_cinc_record, read_reference
 from rt_physio.training.encoders import load_encoder, pooled_features, random_encoder
 from rt_physio.training.pretrain import CHECKPOINT_FILE, HISTORY_FILE, EpochStats, PretrainConfig, pretrain
@@ -91,6 +92,8 @@ def test_eeg_corpus_uses_only_the_allowed_eegmat_subjects(eegmat_dir: Path, tmp_
     held = corpus.description["heldout_subjects"][0]
     assert {r.name for r in corpus.heldout} == {f"{held}_1", f"{held}_2"}
     assert all(r.signals["eeg"].shape[0] >= 19 for r in corpus.train)
+    with pytest.raises(DatasetError, match="eegmat-subjects"):
+        build_corpus("eeg", [data], cache=cache_dir)
 
 
 def _tiny(data: tuple[str, ...], out: Path, cache: Path, **kw: object) -> PretrainConfig:
