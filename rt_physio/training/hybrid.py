@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from rt_physio.nn.baseline import BaselineModel
 from rt_physio.nn.hybrid import SET_NAMES, HybridHead, HybridModel
 from rt_physio.training.calibration import baseline_mask, center_by_subject, population_fallback
 from rt_physio.training.datasets.base import WindowDataset, prepare
@@ -75,8 +76,8 @@ def _fingerprint(windows: Windows) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_features(model: HybridModel, windows: Windows, path: Path | None) -> tuple[NDArray[np.float32],
-                                                                                      NDArray[np.bool_]]:
+def cached_features(model: HybridModel | BaselineModel, windows: Windows, path: Path | None
+                    ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
     """``model.features`` of every window (each with the modalities its recording has), cached in ``path``."""
     from rt_physio.training.evaluate import window_features
 

@@ -7,6 +7,8 @@ that C. Nothing about a held-out fold is chosen on it. Arms (all a :class:`~rt_p
 linear head, modality dropout):
 
 * ``classical`` — montage-agnostic features (:mod:`rt_physio.training.features`);
+* ``classical_montage`` — those plus the baseline's per-channel band powers (a fixed 20-channel montage: a
+  reference for what montage-agnostic features give up, not a runnable default);
 * ``deep_random`` — frozen randomly initialised CBraMod encoders (the shipped fusion sizes), pooled embeddings;
 * ``hybrid_random`` — both;
 * ``deep_pretrained`` / ``hybrid_pretrained`` — encoders from ``--eeg-encoder`` / ``--ecg-encoder`` when given.
@@ -64,6 +66,16 @@ def classical_block(windows: Windows, cache: Path) -> Block:
     """Compute (or read from the cache) the classical features of every window."""
     model = HybridModel(None, None, features=True)
     x, p = cached_features(model, windows, cache / "classical.npz")
+    return x, p, model.feature_modality.numpy()
+
+
+def montage_block(windows: Windows, cache: Path) -> Block:
+    """Per-channel band powers of the classical baseline (:mod:`rt_physio.training.baselines`; fixed montage)."""
+    from rt_physio.nn.baseline import BaselineModel
+
+    n_ch = int(windows.dataset.batch([0]).inputs["eeg"].shape[1])
+    model = BaselineModel(n_eeg_channels=n_ch)
+    x, p = cached_features(model, windows, cache / "montage.npz")
     return x, p, model.feature_modality.numpy()
 
 
@@ -225,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for arm in arms:
         if arm == "classical":
             blocks[arm] = [classical] * args.seeds
+        elif arm == "classical_montage":
+            blocks[arm] = [combine(montage_block(windows, args.cache), classical)] * args.seeds
         elif arm in ("deep_random", "hybrid_random"):
             rand = [random_block(windows, args.cache, s) for s in range(args.seeds)]
             log.info("random embeddings (%.0f s)", time.monotonic() - t0)

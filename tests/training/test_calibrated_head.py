@@ -19,7 +19,7 @@ from tests.training.conftest import eegmat_subset
 
 
 def _tiny_eegmat_model(folder: Path) -> Path:
-    spec = tomllib.loads((REPO_ROOT / "models" / "eegmat-fusion" / "model.toml").read_text())
+    spec = tomllib.loads((REPO_ROOT / "models" / "eegmat-deep" / "model.toml").read_text())  # the deep fusion model
     spec["name"] = folder.name
     for m in ("eeg", "ecg"):
         spec["architecture"][m].update(n_layer=1, dim_feedforward=32)
