@@ -10,8 +10,10 @@ linear head, modality dropout):
 * ``classical_montage`` — those plus the baseline's per-channel band powers (a fixed 20-channel montage: a
   reference for what montage-agnostic features give up, not a runnable default);
 * ``deep_random`` — frozen randomly initialised CBraMod encoders (the shipped fusion sizes), pooled embeddings;
-* ``hybrid_random`` — both;
-* ``deep_pretrained`` / ``hybrid_pretrained`` — encoders from ``--eeg-encoder`` / ``--ecg-encoder`` when given.
+* ``deep_random_sd`` — the same encoders, mean and SD pooling (over channels and patches);
+* ``hybrid_random`` — classical features and the mean-pooled random embeddings;
+* ``deep_pretrained`` / ``hybrid_pretrained`` — frozen pre-trained encoders (mean + SD pooling): ``--ecg-encoder``
+  and, per fold, ``--eeg-encoder-folds K-L=PATH`` (an EEG encoder whose corpus excluded folds K..L).
 
 Each arm uncalibrated and calibrated (features centred on each person's first ``--calibrate`` s of rest; those
 windows are never scored, and the uncalibrated rows are scored on the same windows), on EEG + ECG, EEG and ECG.
@@ -88,13 +90,21 @@ def random_block(windows: Windows, cache: Path, seed: int, pooling: str = "mean"
     return x, p, model.feature_modality.numpy()
 
 
-def pretrained_block(windows: Windows, cache: Path, encoders: dict[str, Path], tag: str) -> Block:
-    """Pooled embeddings of pre-trained encoders (``rt_physio.training.encoders.load_encoder``; cached)."""
+def pretrained_block(windows: Windows, cache: Path, encoders: dict[str, Path]) -> Block:
+    """Mean + SD pooled embeddings of pre-trained encoders (``rt_physio.training.encoders``; cached).
+
+    A modality without an encoder has no features in this block (the arm is then single-modality).
+    """
     from rt_physio.training import encoders as enc_api  # helper P's API
 
     loaded = {m: enc_api.load_encoder(path) for m, path in encoders.items()}
-    model = HybridModel(loaded.get("eeg"), loaded.get("ecg"), features=False).eval()
+    model = HybridModel(loaded.get("eeg"), loaded.get("ecg"), features=False, pooling="mean_sd").eval()
+    tag = "-".join(f"{m}_{p.name}" for m, p in sorted(encoders.items()))
     x, p = cached_features(model, windows, cache / f"pretrained-{tag}.npz")
+    if "eeg" not in encoders:
+        p[:, 0] = False
+    if "ecg" not in encoders:
+        p[:, 1] = False
     return x, p, model.feature_modality.numpy()
 
 
@@ -148,9 +158,9 @@ def run_fold(block: Block, windows: Windows, available: NDArray[np.bool_], is_ba
     return out
 
 
-def cross_validate(windows: Windows, blocks: dict[str, list[Block]], *, calibrate: float = 60.0,
+def cross_validate(windows: Windows, blocks: dict[str, list[Block | list[Block]]], *, calibrate: float = 60.0,
                    fold_size: int = 4) -> dict[str, Any]:
-    """Run every arm (a block per seed) over the subject folds; returns the JSON report."""
+    """Run every arm (per seed: one block, or one per fold) over the subject folds; returns the JSON report."""
     subjects = sorted(set(windows.subjects.tolist()))
     folds = [subjects[i:i + fold_size] for i in range(0, len(subjects), fold_size)]
     available = windows.dataset.present.copy()
@@ -164,7 +174,8 @@ def cross_validate(windows: Windows, blocks: dict[str, list[Block]], *, calibrat
             for seed, block in enumerate(per_seed):
                 for k, test in enumerate(folds):
                     inner = folds[(k + 1 + seed) % len(folds)]
-                    res = run_fold(block, windows, available, is_base, test, inner, calibrated)
+                    fold_block = block[k] if isinstance(block, list) else block  # per-fold encoders
+                    res = run_fold(fold_block, windows, available, is_base, test, inner, calibrated)
                     runs.append({"fold": k, "seed": seed, "test": list(test), "inner_val": list(inner)} | res)
             report["arms"][key] = {"runs": runs, "summary": summarise(runs, len(folds))}
             s = report["arms"][key]["summary"]["eeg,ecg"]
@@ -209,6 +220,21 @@ def paired(arms: dict[str, Any], n_folds: int) -> dict[str, Any]:
     return out
 
 
+def _pretrained_per_fold(windows: Windows, args: argparse.Namespace) -> list[Block]:
+    """One block per fold: the EEG encoder pre-trained without that fold's subjects (``--eeg-encoder-folds``)."""
+    ecg = {"ecg": args.ecg_encoder} if args.ecg_encoder else {}
+    out = []
+    for k in range(8):
+        eeg = {}
+        for spec in args.eeg_encoder_folds or []:
+            folds, path = spec.split("=", 1)
+            lo, hi = (int(v) for v in folds.split("-"))
+            if lo <= k <= hi:
+                eeg = {"eeg": Path(path)}
+        out.append(pretrained_block(windows, args.cache, eeg | ecg))
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: see the module docstring."""
     ap = argparse.ArgumentParser(prog="python -m rt_physio.training.hybrid_cv", description=__doc__,
@@ -220,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--arms", default="classical,deep_random,hybrid_random")
     ap.add_argument("--calibrate", type=float, default=60.0)
-    ap.add_argument("--eeg-encoder", type=Path, default=None)
+    ap.add_argument("--eeg-encoder-folds", action="append", default=None, metavar="K-L=PATH",
+                    help="EEG encoder pre-trained without the subjects of folds K..L (repeatable)")
     ap.add_argument("--ecg-encoder", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
@@ -233,24 +260,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     arms = args.arms.split(",")
     classical = classical_block(windows, args.cache)
     log.info("classical features (%.0f s)", time.monotonic() - t0)
-    blocks: dict[str, list[Block]] = {}
+    blocks: dict[str, list[Block | list[Block]]] = {}
     for arm in arms:
         if arm == "classical":
             blocks[arm] = [classical] * args.seeds
         elif arm == "classical_montage":
             blocks[arm] = [combine(montage_block(windows, args.cache), classical)] * args.seeds
+        elif arm == "deep_random_sd":
+            blocks[arm] = [random_block(windows, args.cache, s, "mean_sd") for s in range(args.seeds)]
         elif arm in ("deep_random", "hybrid_random"):
             rand = [random_block(windows, args.cache, s) for s in range(args.seeds)]
             log.info("random embeddings (%.0f s)", time.monotonic() - t0)
-            blocks[arm] = rand if arm == "deep_random" else [combine(r, classical) for r in rand]
+            blocks[arm] = [r if arm == "deep_random" else combine(r, classical) for r in rand]
         elif arm in ("deep_pretrained", "hybrid_pretrained"):
-            enc = {m: p for m, p in (("eeg", args.eeg_encoder), ("ecg", args.ecg_encoder)) if p is not None}
-            pre = pretrained_block(windows, args.cache, enc, "-".join(p.name for p in enc.values()))
-            blocks[arm] = [pre if arm == "deep_pretrained" else combine(pre, classical)] * args.seeds
+            per_fold = _pretrained_per_fold(windows, args)
+            blocks[arm] = [per_fold if arm == "deep_pretrained" else [combine(b, classical) for b in per_fold]
+                           ] * args.seeds
         else:
             ap.error(f"unknown arm {arm!r}")
     report = cross_validate(windows, blocks, calibrate=args.calibrate)
-    report |= {"command": "python -m rt_physio.training.hybrid_cv " + " ".join(argv or []),
+    import sys
+
+    report |= {"command": "python -m rt_physio.training.hybrid_cv " + " ".join(sys.argv[1:] if argv is None else argv),
                "wall_time_s": round(time.monotonic() - t0, 1), "seeds": args.seeds, "C_grid": list(C_GRID)}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(json_safe(report), indent=1) + "\n")

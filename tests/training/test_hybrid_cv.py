@@ -1,0 +1,49 @@
+"""The hybrid CV: folds never select on their held-out subjects; calibration removes per-person offsets."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from rt_physio.training.hybrid import Windows
+from rt_physio.training.hybrid_cv import cross_validate
+
+
+def _fake(n_subjects: int = 32, per: int = 24, seed: int = 0) -> tuple[Windows, tuple]:
+    """Windows whose EEG feature is label + a large per-person offset; ECG feature is a weak label signal."""
+    rng = np.random.default_rng(seed)
+    subjects, labels, starts, conditions, x = [], [], [], [], []
+    for s in range(n_subjects):
+        offset = rng.normal(scale=3.0)
+        for i in range(per):
+            task = i >= per // 2
+            subjects.append(f"Subject{s:02d}")
+            labels.append(float(task))
+            conditions.append("task" if task else "rest")
+            starts.append(5.0 * (i - (per // 2 if task else 0)))
+            x.append([offset + task + rng.normal(scale=0.3), 0.5 * task + rng.normal(scale=1.0)])
+    n = len(labels)
+    present = np.ones((n, 2), dtype=bool)
+    ds = SimpleNamespace(present=present, starts=np.array(starts), conditions=np.array(conditions, dtype=object),
+                         n_patches=5)
+    windows = Windows(ds, np.array(labels), np.array(subjects, dtype=object))  # type: ignore[arg-type]
+    block = (np.array(x, dtype=np.float32), present.copy(), np.array([0, 1]))
+    return windows, block
+
+
+def test_cv_keeps_held_out_subjects_out_of_selection_and_calibration_helps() -> None:
+    windows, block = _fake()
+    weak = (block[0][:, 1:].copy(), block[1], block[2][1:])  # the ECG feature alone: an arm to pair against
+    report = cross_validate(windows, {"classical": [block, block], "weak": [weak, weak]}, calibrate=30.0)
+    for key in ("classical/uncal", "classical/cal", "weak/cal"):
+        runs = report["arms"][key]["runs"]
+        assert len(runs) == 16  # 8 folds x 2 seeds
+        for r in runs:
+            assert not set(r["test"]) & set(r["inner_val"])
+            assert r["eeg,ecg"]["n_windows"] == 4 * (24 - 6)  # the 30-s baseline (6 rest windows) never scored
+    s_uncal = report["arms"]["classical/uncal"]["summary"]["eeg,ecg"]["auroc"]["mean"]
+    s_cal = report["arms"]["classical/cal"]["summary"]["eeg,ecg"]["auroc"]["mean"]
+    assert s_cal > 0.95 and s_cal > s_uncal + 0.1  # centring on each person's rest removes the offsets
+    diff = report["paired_auroc_vs_classical"]["weak/cal"]["eeg,ecg"]
+    assert diff["mean"] < 0 and diff["folds_above"] <= 2 and len(diff["per_fold"]) == 8
