@@ -76,6 +76,10 @@ def _cmd_cv(args: argparse.Namespace, out: TextIO) -> int:
     report = CV_DATASETS[args.dataset](args)
     out.write(f"{args.dataset} {args.protocol} baseline={args.baseline} ({report['n_subjects']} subjects, "
               f"{report['n_trials']} trials; chance 0.5)\n")
+    for modality, unit in report.get("units", {}).items():
+        seen = report.get("observed_amplitude_uv", {}).get(modality)
+        if seen is not None:
+            out.write(f"{modality.upper()} stated in {unit}: typical 1st-99th percentile range {seen:.3g} µV\n")
     for target, res in report["targets"].items():
         for level in ("window", "trial"):
             s = res["summary"][level]
