@@ -51,7 +51,7 @@ def add_cv_parser(tsub: Any) -> None:
                     "selected on inner splits of the training part only; the test part never trains or selects. "
                     "Scores per window and per trial (mean of its windows' probabilities).")
     cv.add_argument("--dataset", choices=sorted(CV_DATASETS), required=True)
-    cv.add_argument("--data", required=True, type=Path, help="DREAMER.mat")
+    cv.add_argument("--data", required=True, type=Path, help="the dataset file (DREAMER.mat for --dataset dreamer)")
     cv.add_argument("--protocol", choices=["loso", "kfold", "subject-dependent"], default="loso")
     cv.add_argument("--folds", type=int, default=None,
                     help="K of kfold (default 5) or subject-dependent (default 3); loso has one fold per subject")
