@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,7 +54,7 @@ from rt_physio.training.hybrid import (
 )
 from rt_physio.training.metrics import binary_metrics, json_safe
 
-__all__ = ["ENCODER_SIZES", "cross_validate", "main"]
+__all__ = ["ARM_LABELS", "ENCODER_SIZES", "cross_validate", "main", "markdown_table"]
 
 log = logging.getLogger("rt_physio.training.hybrid_cv")
 #: The shipped fusion model's encoder sizes (fit two CPU cores).
@@ -220,6 +221,43 @@ def paired(arms: dict[str, Any], n_folds: int) -> dict[str, Any]:
     return out
 
 
+ARM_LABELS: dict[str, str] = {
+    "classical": "classical (montage-agnostic; the default `eegmat-fusion`)",
+    "classical_montage": "classical + per-channel band powers (fixed 20-channel montage; reference)",
+    "deep_random": "deep, random frozen encoders (mean pooling)",
+    "deep_random_sd": "deep, random frozen encoders (mean + SD pooling)",
+    "deep_pretrained": "deep, pre-trained frozen encoders (mean + SD pooling)",
+    "hybrid_random": "hybrid: classical + random-encoder embeddings",
+    "hybrid_pretrained": "hybrid: classical + pre-trained embeddings",
+}
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """Format the CV table in markdown.
+
+    One row per arm and calibration: bal. acc. / AUROC (mean ± SD over folds) per input set, and the paired AUROC
+    difference against ``classical`` (EEG + ECG; mean ± SD, folds above).
+    """
+    head = ("| model | calibration | EEG + ECG | EEG | ECG | ΔAUROC vs classical, EEG + ECG (folds above) |\n"
+            "|---|---|---|---|---|---|\n")
+    rows = []
+    for key, arm in report["arms"].items():
+        name, cal = key.split("/")
+        cells = []
+        for s in SET_NAMES:
+            m = arm["summary"][s]
+            if not np.isfinite(m["auroc"]["mean"]):
+                cells.append("—")
+                continue
+            cells.append(f"{m['balanced_accuracy']['mean']:.3f}±{m['balanced_accuracy']['sd']:.3f} / "
+                         f"{m['auroc']['mean']:.3f}±{m['auroc']['sd']:.3f}")
+        d = report.get("paired_auroc_vs_classical", {}).get(key, {}).get("eeg,ecg")
+        diff = "—" if d is None else f"{d['mean']:+.3f}±{d['sd']:.3f} ({d['folds_above']}/{d['n_folds']})"
+        label = ARM_LABELS.get(name, name)
+        rows.append(f"| {label} | {'60 s rest' if cal == 'cal' else 'none'} | {' | '.join(cells)} | {diff} |")
+    return head + "\n".join(rows) + "\n"
+
+
 def _pretrained_per_fold(windows: Windows, args: argparse.Namespace) -> list[Block]:
     """One block per fold: the EEG encoder pre-trained without that fold's subjects (``--eeg-encoder-folds``)."""
     ecg = {"ecg": args.ecg_encoder} if args.ecg_encoder else {}
@@ -250,7 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="EEG encoder pre-trained without the subjects of folds K..L (repeatable)")
     ap.add_argument("--ecg-encoder", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--table", action="store_true", help="print the markdown table of an existing --json and exit")
     args = ap.parse_args(argv)
+    if args.table:
+        sys.stdout.write(markdown_table(json.loads(args.json.read_text())))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     lo, hi = (int(v) for v in args.subjects.split("-"))
@@ -279,8 +321,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             ap.error(f"unknown arm {arm!r}")
     report = cross_validate(windows, blocks, calibrate=args.calibrate)
-    import sys
-
     report |= {"command": "python -m rt_physio.training.hybrid_cv " + " ".join(sys.argv[1:] if argv is None else argv),
                "wall_time_s": round(time.monotonic() - t0, 1), "seeds": args.seeds, "C_grid": list(C_GRID)}
     args.json.parent.mkdir(parents=True, exist_ok=True)
