@@ -108,6 +108,11 @@ def register(sub: Any) -> None:
     prb.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the report here")
     prb.add_argument("--folds", type=int, default=5)
     prb.add_argument("--C", dest="c", type=float, default=0.1, help="logistic regression inverse regularisation")
+    prb.add_argument("--pooling", choices=["mean", "mean-std", "mean-std-diff"], default="mean-std",
+                     help="pooling of the patch embeddings over patches")
+    prb.add_argument("--split", choices=["heldout", "design"], default="heldout",
+                     help="held-out records (the figure to report) or a design set of pre-training-side records "
+                          "(to choose probe settings without touching the held-out ones)")
     prb.add_argument("--seed", type=int, default=0)
     prb.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     prb.add_argument("--cache", type=Path, default=None, help="cache folder for preprocessed signals")
@@ -275,12 +280,14 @@ def _cmd_probe(args: argparse.Namespace, out: TextIO) -> int:
 
     set_threads(args.threads)
     data = args.data or Path(os.environ.get("RT_PHYSIO_DATA", "../shared/data")) / "cinc2017"
-    report = probe_af(args.encoder, data, folds=args.folds, seed=args.seed, c=args.c, cache=args.cache)
+    report = probe_af(args.encoder, data, folds=args.folds, seed=args.seed, c=args.c, cache=args.cache,
+                      pooling=args.pooling, split=args.split)
     report["command"] = _command_line()
     for kind in ("pretrained", "random_init"):
         r = report[kind]
         out.write(f"{kind:11s} AF vs N AUROC {r['auroc']:.3f} (folds {r['auroc_fold_mean']:.3f} ± "
-                  f"{r['auroc_fold_sd']:.3f}) on {report['n_af']} A + {report['n_normal']} N held-out records\n")
+                  f"{r['auroc_fold_sd']:.3f}) on {report['n_af']} A + {report['n_normal']} N {args.split} records, "
+                  f"{args.pooling} pooling\n")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(json_safe(report), indent=2) + "\n")

@@ -8,9 +8,10 @@ both rewritten after every epoch.
 * :func:`random_encoder` builds the same architecture randomly initialised (the baseline every probe is compared
   with);
 * :func:`pooled_features` turns ``(B, C, N, 200)`` windows (model units: µV / 100 at 200 Hz) into one vector per
-  window: the mean and the standard deviation over leads and patches of the 200-d patch embeddings (the output
-  before ``proj_out``), ``(B, 400)``. The standard deviation keeps what varies from beat to beat (e.g. the RR
-  irregularity of atrial fibrillation), which a mean alone discards.
+  window from the 200-d patch embeddings (the output before ``proj_out``): ``"mean-std"`` (default, ``(B, 400)``)
+  the mean and the standard deviation over leads and patches: the standard deviation keeps what varies from
+  beat to beat (e.g. the RR irregularity of atrial fibrillation), which a mean alone discards; ``"mean"``
+  ``(B, 200)``; ``"mean-std-diff"`` ``(B, 600)`` adds the mean absolute change between consecutive patches.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from numpy.typing import NDArray
 from rt_physio.nn.cbramod import CBraMod
 from rt_physio.training.common import ENCODER_META, encoder_config_from_state, load_encoder_init
 
-__all__ = ["encoder_meta", "load_encoder", "pooled_features", "random_encoder"]
+__all__ = ["POOLINGS", "encoder_meta", "load_encoder", "pooled_features", "random_encoder"]
 
 
 def encoder_meta(path: str | Path) -> dict[str, Any]:
@@ -59,9 +60,12 @@ def random_encoder(like: str | Path | CBraMod, seed: int = 0) -> CBraMod:
     return CBraMod(n_layer=n_layer, dim_feedforward=ff, nhead=nhead).eval()
 
 
+POOLINGS = ("mean", "mean-std", "mean-std-diff")
+
+
 @torch.no_grad()
-def pooled_features(encoder: CBraMod, x: NDArray[np.floating] | torch.Tensor, batch_size: int = 64
-                    ) -> NDArray[np.float32]:
+def pooled_features(encoder: CBraMod, x: NDArray[np.floating] | torch.Tensor, batch_size: int = 64,
+                    pooling: str = "mean-std") -> NDArray[np.float32]:
     """Frozen embeddings of windows.
 
     Parameters
@@ -72,12 +76,16 @@ def pooled_features(encoder: CBraMod, x: NDArray[np.floating] | torch.Tensor, ba
         Windows in model units.
     batch_size : int
         Windows per forward pass.
+    pooling : str
+        ``"mean-std"``, ``"mean"`` or ``"mean-std-diff"`` (see the module docstring).
 
     Returns
     -------
-    ndarray of float32, shape (B, 400)
+    ndarray of float32, shape (B, 400) for the default pooling
         ``[mean, std]`` of the patch embeddings over leads and patches.
     """
+    if pooling not in POOLINGS:
+        raise ValueError(f"The 'pooling' parameter must be one of {POOLINGS}, got {pooling!r}.")
     was_training = encoder.training
     encoder.eval()
     data = torch.as_tensor(np.asarray(x, dtype=np.float32)) if not isinstance(x, torch.Tensor) else x.float()
@@ -88,9 +96,15 @@ def pooled_features(encoder: CBraMod, x: NDArray[np.floating] | torch.Tensor, ba
     for s in range(0, int(data.shape[0]), batch_size):
         feats = encoder.encoder(encoder.patch_embedding(data[s:s + batch_size].to(device), None))  # (b, C, N, 200)
         flat = feats.flatten(1, 2)  # (b, C*N, 200)
-        pooled = torch.cat([flat.mean(dim=1), flat.std(dim=1, unbiased=False)], dim=1)
+        parts_b = [flat.mean(dim=1)]
+        if pooling != "mean":
+            parts_b.append(flat.std(dim=1, unbiased=False))
+        if pooling == "mean-std-diff":
+            step = (feats[:, :, 1:] - feats[:, :, :-1]).abs() if feats.shape[2] > 1 else torch.zeros_like(feats)
+            parts_b.append(step.flatten(1, 2).mean(dim=1))
+        pooled = torch.cat(parts_b, dim=1)
         parts.append(pooled.cpu().numpy().astype(np.float32))
     encoder.train(was_training)
     if not parts:
-        return np.zeros((0, 400), dtype=np.float32)
+        return np.zeros((0, 200 * (POOLINGS.index(pooling) + 1)), dtype=np.float32)
     return np.concatenate(parts)

@@ -33,9 +33,9 @@ __all__ = ["probe_af"]
 log = logging.getLogger(__name__)
 
 
-def _record_features(encoder: CBraMod, windows: list[NDArray[np.float32]]) -> NDArray[np.float32]:
+def _record_features(encoder: CBraMod, windows: list[NDArray[np.float32]], pooling: str) -> NDArray[np.float32]:
     sizes = [len(w) for w in windows]
-    feats = pooled_features(encoder, np.concatenate(windows))
+    feats = pooled_features(encoder, np.concatenate(windows), pooling=pooling)
     bounds = np.cumsum([0, *sizes])
     return np.stack([feats[a:b].mean(axis=0) for a, b in itertools.pairwise(bounds)])
 
@@ -61,7 +61,7 @@ def _cv_auroc(features: NDArray[np.float32], y: NDArray[np.int64], folds: int, s
 
 def probe_af(encoder_dir: str | Path, data: str | Path, *, folds: int = 5, seed: int = 0, c: float = 0.1,
              window_s: float = 10.0, hop_s: float = 5.0, cache: Path | None = None,
-             max_records: int | None = None) -> dict[str, Any]:
+             max_records: int | None = None, pooling: str = "mean-std", split: str = "heldout") -> dict[str, Any]:
     """Run the probe described in the module docstring on the pre-trained encoder and on a random one.
 
     Parameters
@@ -82,6 +82,12 @@ def probe_af(encoder_dir: str | Path, data: str | Path, *, folds: int = 5, seed:
         Preprocessing cache.
     max_records : int | None
         Use at most this many records per class (tests).
+    pooling : str
+        :func:`~rt_physio.training.encoders.pooled_features` pooling.
+    split : str
+        ``"heldout"`` (the reported figure) or ``"design"``: up to 400 A and 400 N records drawn (seeded) from the
+        records pre-training used, whose labels it never saw. Choices about the probe (pooling) are made on
+        ``design`` so that the held-out records are scored once.
 
     Raises
     ------
@@ -103,7 +109,17 @@ def probe_af(encoder_dir: str | Path, data: str | Path, *, folds: int = 5, seed:
     expected = holdout_split(labels, float(corpus["holdout_fraction"]), int(corpus["holdout_seed"]))[1]
     if sorted(held) != expected:
         raise ConfigError(f"{data}: the held-out records of {encoder_dir} are not this folder's hold-out.")
-    chosen = {k: sorted(r for r in held if labels[r] == k) for k in ("N", "A")}
+    if split not in ("heldout", "design"):
+        raise ConfigError(f"The 'split' parameter must be 'heldout' or 'design', got {split!r}.")
+    pool = held
+    if split == "design":
+        rng = np.random.default_rng(seed + 1)
+        held_set = set(held)
+        pool = []
+        for k in ("N", "A"):
+            side = sorted(r for r, lab in labels.items() if lab == k and r not in held_set)
+            pool += [side[i] for i in sorted(rng.permutation(len(side))[:400])]
+    chosen = {k: sorted(r for r in pool if labels[r] == k) for k in ("N", "A")}
     if max_records is not None:
         chosen = {k: v[:max_records] for k, v in chosen.items()}
     records = [(r, int(k == "A")) for k in ("N", "A") for r in chosen[k]]
@@ -127,13 +143,16 @@ def probe_af(encoder_dir: str | Path, data: str | Path, *, folds: int = 5, seed:
                           f"{int((1 - target).sum())} N).")
     torch.set_grad_enabled(False)
     try:
-        pretrained = _cv_auroc(_record_features(load_encoder(encoder_dir), windows), target, folds, seed, c)
-        baseline = _cv_auroc(_record_features(random_encoder(encoder_dir, seed), windows), target, folds, seed, c)
+        trained_feats = _record_features(load_encoder(encoder_dir), windows, pooling)
+        random_feats = _record_features(random_encoder(encoder_dir, seed), windows, pooling)
+        pretrained = _cv_auroc(trained_feats, target, folds, seed, c)
+        baseline = _cv_auroc(random_feats, target, folds, seed, c)
     finally:
         torch.set_grad_enabled(True)
     log.info("AF probe: pre-trained AUROC %.3f, random encoder %.3f", pretrained["auroc"], baseline["auroc"])
-    return {"task": "cinc2017 A vs N, held-out records, record = mean of 10-s window embeddings",
+    return {"task": f"cinc2017 A vs N, {split} records, record = mean of 10-s window embeddings", "split": split,
+            "pooling": pooling,
             "encoder": str(encoder_dir), "n_records": len(used), "n_af": int(target.sum()),
             "n_normal": int((1 - target).sum()), "folds": folds, "seed": seed, "C": c, "window_s": window_s,
-            "hop_s": hop_s, "features": "mean + std over patches of the frozen 200-d patch embeddings",
+            "hop_s": hop_s, "features": f"{pooling} over patches of the frozen 200-d patch embeddings",
             "pretrained": pretrained, "random_init": baseline, "records": used}

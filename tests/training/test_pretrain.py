@@ -146,6 +146,8 @@ def test_cli_pretrain_then_probe_against_a_random_encoder(cinc_dir: Path, tmp_pa
     rc = main(["train", "probe", "--encoder", str(tmp_path / "enc"), "--data", str(data), "--folds", "3",
                "--cache", str(cache_dir), "--json", str(out)], out=io.StringIO())
     assert rc == 0 and json.loads(out.read_text())["random_init"]["auroc"] == report["random_init"]["auroc"]
+    design = probe_af(tmp_path / "enc", data, folds=3, cache=cache_dir, split="design", pooling="mean-std-diff")
+    assert design["n_af"] == 18 and set(design["records"]).isdisjoint(report["records"])
     summary = collect([tmp_path / "enc"], [out])
     enc = summary["encoders"]["enc"]
     assert enc["goal_ratio"] == 0.5 and enc["goal_met"] == (enc["final"]["ratio"] <= 0.5)
@@ -162,5 +164,10 @@ def test_pooled_features_and_random_encoder_shapes() -> None:
     assert feats.shape == (5, 400) and feats.dtype == np.float32
     np.testing.assert_allclose(feats[:2], pooled_features(enc, x[:2]), rtol=1e-5, atol=1e-6)
     assert np.all(feats[:, 200:] >= 0)  # the second half is a standard deviation
+    both = pooled_features(enc, x, pooling="mean-std-diff")
+    assert both.shape == (5, 600) and pooled_features(enc, x, pooling="mean").shape == (5, 200)
+    np.testing.assert_allclose(both[:, :400], feats, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="pooling"):
+        pooled_features(enc, x, pooling="max")
     rand = random_encoder(enc, seed=1)
     assert len(rand.encoder.layers) == 1 and not torch.equal(rand.proj_out[0].weight, enc.proj_out[0].weight)
