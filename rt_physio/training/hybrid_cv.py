@@ -94,7 +94,7 @@ def random_block(windows: Windows, cache: Path, seed: int, pooling: str = "mean"
 def pretrained_block(windows: Windows, cache: Path, encoders: dict[str, Path]) -> Block:
     """Mean + SD pooled embeddings of pre-trained encoders (``rt_physio.training.encoders``; cached).
 
-    A modality without an encoder has no features in this block (the arm is then single-modality).
+    A modality without an encoder has no columns in this block (its presence flag is kept, for the hybrid arm).
     """
     from rt_physio.training import encoders as enc_api  # helper P's API
 
@@ -102,11 +102,16 @@ def pretrained_block(windows: Windows, cache: Path, encoders: dict[str, Path]) -
     model = HybridModel(loaded.get("eeg"), loaded.get("ecg"), features=False, pooling="mean_sd").eval()
     tag = "-".join(f"{m}_{p.name}" for m, p in sorted(encoders.items()))
     x, p = cached_features(model, windows, cache / f"pretrained-{tag}.npz")
-    if "eeg" not in encoders:
-        p[:, 0] = False
-    if "ecg" not in encoders:
-        p[:, 1] = False
     return x, p, model.feature_modality.numpy()
+
+
+def without_missing_encoders(block: Block, encoders: dict[str, Path]) -> Block:
+    """Mark a modality without an encoder absent (the deep-only arm has no features for it)."""
+    p = block[1].copy()
+    for k, m in enumerate(("eeg", "ecg")):
+        if m not in encoders:
+            p[:, k] = False
+    return block[0], p, block[2]
 
 
 def combine(*blocks: Block) -> Block:
@@ -152,6 +157,9 @@ def run_fold(block: Block, windows: Windows, available: NDArray[np.bool_], is_ba
         mask = np.array(SET_MASKS[name])
         rows = scored_rows & (available & mask).any(axis=1)
         flags = set_flags(present[rows], name)
+        if not flags.any():  # no features for this set (a deep arm without that encoder): untested, not chance
+            out[name] = {"balanced_accuracy": float("nan"), "auroc": float("nan"), "n_windows": 0}
+            continue
         logits = np.where(flags.any(axis=1), head_logits(final, x[rows], flags, fm), 0.0)
         m = binary_metrics(y[rows], 1.0 / (1.0 + np.exp(-logits)))
         out[name] = {"balanced_accuracy": float(m["balanced_accuracy"]), "auroc": float(m["auroc"]),
@@ -258,18 +266,19 @@ def markdown_table(report: dict[str, Any]) -> str:
     return head + "\n".join(rows) + "\n"
 
 
-def _pretrained_per_fold(windows: Windows, args: argparse.Namespace) -> list[Block]:
-    """One block per fold: the EEG encoder pre-trained without that fold's subjects (``--eeg-encoder-folds``)."""
+def _pretrained_per_fold(windows: Windows, args: argparse.Namespace) -> list[tuple[Block, dict[str, Path]]]:
+    """Per fold: the block and its encoders (the EEG one pre-trained without that fold, ``--eeg-encoder-folds``)."""
     ecg = {"ecg": args.ecg_encoder} if args.ecg_encoder else {}
     out = []
     for k in range(8):
-        eeg = {}
+        eeg: dict[str, Path] = {}
         for spec in args.eeg_encoder_folds or []:
             folds, path = spec.split("=", 1)
             lo, hi = (int(v) for v in folds.split("-"))
             if lo <= k <= hi:
                 eeg = {"eeg": Path(path)}
-        out.append(pretrained_block(windows, args.cache, eeg | ecg))
+        encoders = eeg | ecg
+        out.append((pretrained_block(windows, args.cache, encoders), encoders))
     return out
 
 
@@ -316,8 +325,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             blocks[arm] = [r if arm == "deep_random" else combine(r, classical) for r in rand]
         elif arm in ("deep_pretrained", "hybrid_pretrained"):
             per_fold = _pretrained_per_fold(windows, args)
-            blocks[arm] = [per_fold if arm == "deep_pretrained" else [combine(b, classical) for b in per_fold]
-                           ] * args.seeds
+            if arm == "deep_pretrained":
+                arm_blocks = [without_missing_encoders(b, enc) for b, enc in per_fold]
+            else:
+                arm_blocks = [combine(b, classical) for b, _ in per_fold]
+            blocks[arm] = [arm_blocks] * args.seeds
         else:
             ap.error(f"unknown arm {arm!r}")
     report = cross_validate(windows, blocks, calibrate=args.calibrate)
