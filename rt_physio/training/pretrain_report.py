@@ -1,7 +1,11 @@
 """Collect pre-trained encoders (and AF probe reports) into one JSON and plot their curves.
 
 ``python -m rt_physio.training.pretrain_report --encoders models/encoders/* --probe PROBE.json
---json docs/results-pretraining.json --plot docs/pretraining.png``
+--json docs/results-pretraining.json --plot docs/pretraining.png [--breakdown]``
+
+``--breakdown`` also scores every encoder on its held-out windows under each masking part alone (Bernoulli
+patches only, the time span only, whole leads only, and the training mix), as model / zero-predictor ratios:
+which part of the task the encoder can and cannot do.
 
 The plot shows, per encoder, the held-out masked MSE of the model and of the zero predictor per epoch (the
 goal lines 0.5 x zero for ECG and 0.7 x zero for EEG are drawn dashed).
@@ -16,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GOALS", "collect", "main", "plot"]
+__all__ = ["GOALS", "collect", "main", "masking_breakdown", "plot"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,59 @@ def collect(encoders: Sequence[str | Path], probes: Sequence[str | Path] = ()) -
         report["goal_met"] = bool(report["pretrained"]["auroc"] >= 0.90
                                   and report["pretrained"]["auroc"] > report["random_init"]["auroc"])
         out["probes"].append(report)
+    return out
+
+
+def masking_breakdown(folder: str | Path, windows: int = 512, seed: int = 123,
+                      cache: Path | None = None) -> dict[str, float]:
+    """Held-out ratio (model / zero predictor) of an encoder folder under each masking part alone.
+
+    The corpus and hold-out are rebuilt from the folder's ``encoder.json`` (same sources, fraction and seed).
+    """
+    import torch
+
+    from rt_physio.nn.masking import dual_mask, masked_mse, standardise, zero_mse
+    from rt_physio.training.datasets.base import default_cache_dir
+    from rt_physio.training.encoders import encoder_meta, load_encoder
+    from rt_physio.training.pretrain import _windows
+    from rt_physio.training.pretrain_data import build_corpus
+
+    meta = encoder_meta(folder)
+    cfg = meta["config"]
+    corpus = build_corpus(meta["modality"], cfg["data"], eegmat_subjects=cfg["eegmat_subjects"],
+                          holdout_fraction=cfg["holdout_fraction"], seed=cfg["seed"],
+                          line_freq=cfg["line_freq"], cache=cache or default_cache_dir() / "prepared")
+    held = _windows(corpus.heldout, meta["modality"], meta["window_s"], meta["window_s"],
+                    meta["preprocessing"]["max_abs_uv"])
+    model = load_encoder(folder)
+    gen = torch.Generator().manual_seed(seed)
+    xs = []
+    for ds, keep in held:
+        pick = keep[torch.randperm(len(keep), generator=gen)[:max(1, windows // len(held))].numpy()]
+        xs.append(torch.from_numpy(ds.batch(pick).inputs[meta["modality"]]))
+    parts: dict[str, dict[str, float]] = {
+        "patches only": {"patch_ratio": cfg["patch_ratio"], "lead_ratio": 0.0, "span_ratio": 0.0},
+        "time span only": {"patch_ratio": 0.0, "lead_ratio": 0.0, "span_ratio": cfg["span_ratio"]},
+        "whole leads only": {"patch_ratio": 0.0, "lead_ratio": 0.5, "span_ratio": 0.0},
+        "training mix": {"patch_ratio": cfg["patch_ratio"], "lead_ratio": meta["masking"]["lead_ratio"],
+                         "span_ratio": cfg["span_ratio"]},
+    }
+    out: dict[str, float] = {}
+    with torch.no_grad():
+        for name, kw in parts.items():
+            err = zero = 0.0
+            for x in xs:
+                if name == "whole leads only" and x.shape[1] == 1:
+                    continue
+                for s in range(0, len(x), 32):
+                    b = x[s:s + 32]
+                    m = dual_mask((int(b.shape[0]), int(b.shape[1]), int(b.shape[2])), kw["patch_ratio"],
+                                  kw["lead_ratio"], generator=gen, span_ratio=kw["span_ratio"])
+                    n, t = float(m.sum()), standardise(b)
+                    err += masked_mse(model(b, mask=m), t, m).item() * n
+                    zero += zero_mse(t, m).item() * n
+            if zero:
+                out[name] = round(err / zero, 4)
     return out
 
 
@@ -92,8 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--probe", nargs="*", default=[], type=Path, help="train probe --json reports")
     parser.add_argument("--json", required=True, type=Path)
     parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument("--breakdown", action="store_true", help="held-out ratio per masking part (needs the data)")
     args = parser.parse_args(argv)
     summary = collect(args.encoders, args.probe)
+    if args.breakdown:
+        for folder in args.encoders:
+            summary["encoders"][folder.name]["heldout_ratio_by_masking_part"] = masking_breakdown(folder)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(summary, indent=2) + "\n")
     if args.plot is not None:

@@ -17,7 +17,7 @@ from rt_physio.training.datasets.cinc2017 import holdout_split, load_cinc2017, l
 from rt_physio.training.encoders import load_encoder, pooled_features, random_encoder
 from rt_physio.training.pretrain import CHECKPOINT_FILE, HISTORY_FILE, EpochStats, PretrainConfig, pretrain
 from rt_physio.training.pretrain_data import build_corpus
-from rt_physio.training.pretrain_report import collect, plot
+from rt_physio.training.pretrain_report import collect, masking_breakdown, plot
 from rt_physio.training.probe import probe_af
 
 from .conftest import eegmat_subset
@@ -152,6 +152,9 @@ def test_cli_pretrain_then_probe_against_a_random_encoder(cinc_dir: Path, tmp_pa
     enc = summary["encoders"]["enc"]
     assert enc["goal_ratio"] == 0.5 and enc["goal_met"] == (enc["final"]["ratio"] <= 0.5)
     assert enc["corpus"]["cinc2017_heldout_count"] == 12 and "records" not in summary["probes"][0]
+    parts = masking_breakdown(tmp_path / "enc", windows=16, cache=cache_dir)
+    assert set(parts) == {"patches only", "time span only", "training mix"}  # single lead: no whole-lead part
+    assert all(v > 0 for v in parts.values())
     plot(summary, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
