@@ -67,6 +67,12 @@ regression) has ``type = "baseline"`` and one table instead of the encoder table
 
 Its ``weights.safetensors`` holds the fitted parameters as plain tensors (``lr.<set>.mean|scale|coef|intercept``,
 ``cal.<set>.*``, ``feature_modality``, ``calibration_fallback``).
+
+A hybrid model (:class:`~rt_physio.nn.hybrid.HybridModel`: optional CBraMod encoders and/or montage-agnostic
+classical features, one linear head with a Platt map per modality set) has ``type = "hybrid"``, a
+``[architecture.hybrid]`` table (``features``, ``pooling``) and optional ``[architecture.eeg]`` /
+``[architecture.ecg]`` encoder tables. The types and how each is parsed and built are listed in
+:data:`rt_physio.nn.model_types.MODEL_TYPES`.
 """
 
 from __future__ import annotations
