@@ -130,7 +130,7 @@ def plot(summary: dict[str, Any], path: str | Path) -> None:
                 label=f"goal {enc['goal_ratio']}x zero")
         ax.plot(epochs, [h["train_loss"] for h in hist], "-", alpha=0.4, label="train")
         ratio = enc["final"].get("ratio", float("nan"))
-        ax.set_title(f"{name}\nfinal ratio {ratio:.3f}", fontsize=9)
+        ax.set_title(f"{name}\nfinal held-out ratio {ratio:.3f} (goal <= {enc['goal_ratio']})", fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylim(0, 1.3)
         ax.grid(alpha=0.3)
