@@ -294,7 +294,9 @@ def save_model(
 def list_models() -> list[ModelSpec]:
     """Return the specs of every valid model folder in the search path (first of each name), sorted by name.
 
-    Folders whose ``model.toml`` is missing or invalid are skipped with a logged warning.
+    Folders whose ``model.toml`` is missing or invalid are skipped with a logged warning; encoder folders
+    (``encoder.json``, from ``rt-physio train pretrain``) and folders of them (``models/encoders/``) are skipped
+    silently.
     """
     specs: dict[str, ModelSpec] = {}
     for root in data_dirs("models"):
@@ -303,6 +305,8 @@ def list_models() -> list[ModelSpec]:
                 continue
             if not (folder / MODEL_FILE).is_file() and (folder / ENCODER_META).is_file():
                 continue  # a pre-trained encoder (rt-physio train pretrain), not a runnable model
+            if not (folder / MODEL_FILE).is_file() and any((c / ENCODER_META).is_file() for c in folder.iterdir()):
+                continue  # a folder of pre-trained encoders (models/encoders/<name>/)
             try:
                 specs[folder.name] = read_model_spec(folder)
             except ModelError as exc:

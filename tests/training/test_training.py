@@ -173,9 +173,11 @@ def test_encoder_folders_are_not_listed_as_models(tmp_path: Path, monkeypatch: p
 
     (tmp_path / "models" / "my-ecg-encoder").mkdir(parents=True)
     (tmp_path / "models" / "my-ecg-encoder" / "encoder.json").write_text("{}")
+    (tmp_path / "models" / "encoders" / "eeg-half").mkdir(parents=True)  # a folder of encoders
+    (tmp_path / "models" / "encoders" / "eeg-half" / "encoder.json").write_text("{}")
     monkeypatch.chdir(tmp_path)
     with caplog.at_level("WARNING"):
         names = [s.name for s in list_models()]
-    assert "my-ecg-encoder" not in names
+    assert "my-ecg-encoder" not in names and "encoders" not in names
     assert "eegmat-fusion" in names
     assert "Skipping" not in caplog.text
