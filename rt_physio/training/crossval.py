@@ -85,8 +85,11 @@ def crossval_fusion(data: str | Path, out: str | Path, *, fold_size: int = 4, ep
                                   hidden=calibrated_hidden,
                                   finetune=CalibratedFinetune(epochs=calibrated_finetune_epochs),
                                   train_subjects=train, val_subjects=val)
-        plain = evaluate(model_dir, data, subjects=list(held), skip_baseline=calibrate, threads=threads, cache=cache)
-        calibrated = evaluate(cal_dir, data, subjects=list(held), calibrate=calibrate, threads=threads, cache=cache)
+        device = str(finetune_options.get("device", "cpu"))
+        plain = evaluate(model_dir, data, subjects=list(held), skip_baseline=calibrate, threads=threads, cache=cache,
+                         device=device)
+        calibrated = evaluate(cal_dir, data, subjects=list(held), calibrate=calibrate, threads=threads, cache=cache,
+                              device=device)
         per_fold.append({"held_out": list(held), "train": train, "selection": val,
                          "weights_sha256": load_model(model_dir).sha256,
                          "uncalibrated": _strip(plain), "calibrated": _strip(calibrated)})
