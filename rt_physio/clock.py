@@ -132,6 +132,7 @@ class ClockGuard:
         self.last_jump = 0.0  # the stream's clock step of the newest jump, seconds (+ forward, - backward)
         self._newest = math.nan
         self._lag = math.nan  # smoothed arrival - newest stamp
+        self._step = 0.0  # spacing of the latest chunk's samples, seconds
 
     def process(self, timestamps: NDArray[np.float64], received: float) -> NDArray[np.float64]:
         """Return the stamps on the engine clock (``timestamps`` itself when nothing is added)."""
@@ -139,9 +140,16 @@ class ClockGuard:
         if ts.shape[0] == 0:
             return ts
         first, last = float(ts[0]), float(ts[-1])
+        if ts.shape[0] > 1:
+            self._step = (last - first) / (ts.shape[0] - 1)
         if first < self._newest - self.jump_after or last > received + self.jump_after:
             lag = self._lag if self._lag >= 0.0 else 0.0
             delta = (received - lag) - last
+            # the lag is an average: a chunk that came early would land before the samples already taken in,
+            # which the stream processor must treat as time going backwards (a break: a window with a hole)
+            overlap = (self._newest + self._step) - (first + delta)
+            if overlap > 0.0:
+                delta += overlap
             self.offset += delta
             self.last_jump = -delta
             self.jumps += 1

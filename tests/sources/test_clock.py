@@ -72,6 +72,25 @@ def test_clock_guard_re_anchors_jumps_beyond_its_threshold(jump: float) -> None:
         np.testing.assert_allclose(ts[500:], 50.0 + np.arange(500, 1000) / fs + jump)
 
 
+@pytest.mark.parametrize("jump", [-30.0, 30.0])
+def test_a_re_anchored_chunk_that_came_early_still_follows_the_samples_before_it(jump: float) -> None:
+    """The soak's root cause of 5 windows without ECG: the jump's chunk arrived sooner than the average lag."""
+    guard = ClockGuard(jump_after=1.5)
+    fs = 130.0
+    out = []
+    for k in range(0, 1300, 4):
+        stamps = 50.0 + (k + np.arange(4)) / fs
+        lag = 0.05 if k < 650 else 0.0  # the first chunk after the jump comes at once
+        received = stamps[-1] + lag
+        if k >= 650:
+            stamps = stamps + jump
+        out.append(guard.process(stamps, received))
+    ts = np.concatenate(out)
+    assert guard.jumps == 1
+    assert (np.diff(ts) > 0).all()  # never back in time: the stream processor would break the stream
+    assert np.abs(np.diff(ts) - 1 / fs).max() < 0.06
+
+
 def test_clock_guard_leaves_a_real_gap_alone() -> None:
     """A sender that was silent for a minute: stamps and arrivals moved on together; no jump."""
     guard = ClockGuard(jump_after=1.5)
