@@ -10,6 +10,7 @@
 * :func:`fit_platt` — one Platt map per modality set on held-out logits (class-balanced weights: 0.5 stays the
   balanced decision point).
 * :func:`centre` — features centred on each person's first ``S`` s of rest (the calibrated variant).
+* :func:`select_c` — C by inner cross-validation over subject folds (mean AUROC over the three modality sets).
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ from rt_physio.training.datasets.base import WindowDataset, prepare
 from rt_physio.training.train_baseline import BASELINE_PREPROCESSING
 
 __all__ = ["C_GRID", "SET_MASKS", "HeadParams", "Windows", "cached_features", "centre", "dropout_rows", "fit_head",
-           "fit_platt", "head_logits", "load_windows", "set_flags"]
+           "fit_platt", "head_logits", "load_windows", "select_c", "set_flags"]
 
 log = logging.getLogger(__name__)
-#: Inverse regularisation strengths tried on inner validation subjects.
-C_GRID: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+#: Inverse regularisation strengths tried by :func:`select_c` (log-spaced, 1e-3 to 1e2).
+C_GRID: tuple[float, ...] = (0.001, 0.00316, 0.01, 0.0316, 0.1, 0.316, 1.0, 3.16, 10.0, 31.6, 100.0)
 #: Which presence flags each modality set keeps (eeg, ecg), in the order of :data:`SET_NAMES`.
 SET_MASKS: dict[str, tuple[bool, bool]] = {"eeg,ecg": (True, True), "eeg": (True, False), "ecg": (False, True)}
 SFREQ, WINDOW_S, SCALE_UV = 200.0, 5.0, 100.0
@@ -212,3 +213,35 @@ def centre(x: NDArray[np.floating], present: NDArray[np.bool_], windows: Windows
     fallback = population_fallback({s: b for s, b in baselines.items() if s in train_subjects}, fm)
     centred, _ = center_by_subject(x, present, windows.subjects, is_base, fm, fallback)
     return centred, fallback
+
+
+def _auroc(y: NDArray[np.floating], s: NDArray[np.floating]) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def select_c(x: NDArray[np.floating], present: NDArray[np.bool_], y: NDArray[np.floating], fm: NDArray[np.int64],
+             subjects: NDArray[np.object_], train_rows: NDArray[np.bool_], score_rows: NDArray[np.bool_],
+             folds: Sequence[Sequence[str]], grid: Sequence[float] = C_GRID) -> tuple[float, dict[str, float]]:
+    """Choose C by inner cross-validation over subject ``folds`` (the training side only).
+
+    For each fold, the head is fitted on ``train_rows`` of the other folds and scored on ``score_rows`` of that
+    fold on each modality set (EEG + ECG, EEG, ECG: flags restricted to the set). The score of a C is the mean
+    over folds of the mean AUROC over the sets; the best wins (ties: the smaller C). Returns C and the scores.
+    """
+    per_c: dict[float, list[float]] = {c: [] for c in grid}
+    for fold in folds:
+        held = np.isin(subjects, list(fold))
+        tr, va = train_rows & ~held, score_rows & held
+        for c in grid:
+            p = fit_head(x[tr], present[tr], y[tr], fm, c)
+            aurocs = []
+            for name in SET_NAMES:
+                flags = set_flags(present[va], name)
+                rows = flags.any(axis=1)
+                aurocs.append(_auroc(y[va][rows], head_logits(p, x[va][rows], flags[rows], fm, platt=False)))
+            per_c[c].append(float(np.nanmean(aurocs)) if np.isfinite(aurocs).any() else float("nan"))
+    score = {c: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for c, v in per_c.items()}
+    best = max(grid, key=lambda c: (np.nan_to_num(score[c], nan=-1.0), -c))
+    return best, {str(c): v for c, v in score.items()}

@@ -1,10 +1,11 @@
 """Subject-fold cross-validation of the classical, deep and hybrid arms: ``python -m rt_physio.training.hybrid_cv``.
 
 8 folds of 4 consecutive EEGMAT subjects over 00-31; for each fold and seed, the 28 other subjects are split into
-24 inner-training and 4 inner-validation subjects (fold ``k + 1 + seed``, cyclically): C is chosen on the inner
-validation AUROC (EEG + ECG), the per-set Platt maps are fitted there, then the head is refitted on all 28 with
-that C. Nothing about a held-out fold is chosen on it. Arms (all a :class:`~rt_physio.nn.hybrid.HybridModel`,
-linear head, modality dropout):
+24 inner-training and 4 inner-validation subjects (fold ``k + 1 + seed``, cyclically). C is chosen by inner
+cross-validation over the 7 training folds (:func:`~rt_physio.training.hybrid.select_c`: mean AUROC over the three
+modality sets, grid 1e-3..1e2), the per-set Platt maps are fitted on the inner validation fold (head fitted on the
+24 with that C), then the head is refitted on all 28. Nothing about a held-out fold is chosen on it. Arms (all a
+:class:`~rt_physio.nn.hybrid.HybridModel`, linear head, modality dropout):
 
 * ``classical`` — montage-agnostic features (:mod:`rt_physio.training.features`);
 * ``classical_montage`` — those plus the baseline's per-channel band powers (a fixed 20-channel montage: a
@@ -50,6 +51,7 @@ from rt_physio.training.hybrid import (
     fit_platt,
     head_logits,
     load_windows,
+    select_c,
     set_flags,
 )
 from rt_physio.training.metrics import binary_metrics, json_safe
@@ -121,15 +123,15 @@ def combine(*blocks: Block) -> Block:
     return x, p, np.concatenate([b[2] for b in blocks])
 
 
-def _auroc(y: NDArray[np.floating], s: NDArray[np.floating]) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else float("nan")
-
-
 def run_fold(block: Block, windows: Windows, available: NDArray[np.bool_], is_base: NDArray[np.bool_],
-             test: Sequence[str], inner_val: Sequence[str], calibrated: bool) -> dict[str, Any]:
-    """Select C and the Platt maps on ``inner_val``, refit on all training subjects, score ``test`` per set."""
+             test: Sequence[str], inner_val: Sequence[str], calibrated: bool,
+             folds: Sequence[Sequence[str]], chosen: dict[Any, tuple[float, dict[str, float]]],
+             c_grid: Sequence[float] = C_GRID) -> dict[str, Any]:
+    """Select C by inner CV over ``folds`` (less ``test``), Platt maps on ``inner_val``; refit, score ``test``.
+
+    ``chosen`` caches the C selection per block, test fold and calibration (it does not depend on the seed's
+    inner validation fold).
+    """
     x: NDArray[np.floating] = block[0]
     present, fm = block[1], block[2]
     subj = windows.subjects
@@ -141,17 +143,18 @@ def run_fold(block: Block, windows: Windows, available: NDArray[np.bool_], is_ba
         x, _ = centre(x, present, windows, is_base, fm, ~in_test)
     usable = present.any(axis=1) & ~(is_base if calibrated else np.zeros_like(is_base))
     tr, va = in_train & usable, in_val & usable & ~is_base
-    aurocs = {}
-    for c in C_GRID:
-        p = fit_head(x[tr], present[tr], y[tr], fm, c)
-        aurocs[c] = _auroc(y[va], head_logits(p, x[va], present[va], fm, platt=False))
-    best = max(C_GRID, key=lambda c: (np.nan_to_num(aurocs[c], nan=-1.0), -c))
+    key = (id(block), tuple(test), calibrated)
+    if key not in chosen:
+        inner_folds = [f for f in folds if list(f) != list(test)]
+        chosen[key] = select_c(x, present, y, fm, subj, ~in_test & usable, ~in_test & usable & ~is_base,
+                               inner_folds, c_grid)
+    best, scores = chosen[key]
     inner = fit_head(x[tr], present[tr], y[tr], fm, best)
     xv, pv, yv = dropout_rows(x[va], present[va], y[va])
     platt = fit_platt(head_logits(inner, xv, pv, fm, platt=False), pv, yv)
     final = fit_head(x[tr | (in_val & usable)], present[tr | (in_val & usable)], y[tr | (in_val & usable)], fm, best)
     final.platt = platt
-    out: dict[str, Any] = {"C": best, "inner_val_auroc_per_C": {str(c): a for c, a in aurocs.items()}}
+    out: dict[str, Any] = {"C": best, "inner_cv_auroc_per_C": scores}
     scored_rows = in_test & ~is_base
     for name in SET_NAMES:
         mask = np.array(SET_MASKS[name])
@@ -168,7 +171,7 @@ def run_fold(block: Block, windows: Windows, available: NDArray[np.bool_], is_ba
 
 
 def cross_validate(windows: Windows, blocks: dict[str, list[Block | list[Block]]], *, calibrate: float = 60.0,
-                   fold_size: int = 4) -> dict[str, Any]:
+                   fold_size: int = 4, c_grid: Sequence[float] = C_GRID) -> dict[str, Any]:
     """Run every arm (per seed: one block, or one per fold) over the subject folds; returns the JSON report."""
     subjects = sorted(set(windows.subjects.tolist()))
     folds = [subjects[i:i + fold_size] for i in range(0, len(subjects), fold_size)]
@@ -180,11 +183,13 @@ def cross_validate(windows: Windows, blocks: dict[str, list[Block | list[Block]]
             key = f"{arm}/{'cal' if calibrated else 'uncal'}"
             t0 = time.monotonic()
             runs = []
+            chosen: dict[Any, tuple[float, dict[str, float]]] = {}
             for seed, block in enumerate(per_seed):
                 for k, test in enumerate(folds):
                     inner = folds[(k + 1 + seed) % len(folds)]
                     fold_block = block[k] if isinstance(block, list) else block  # per-fold encoders
-                    res = run_fold(fold_block, windows, available, is_base, test, inner, calibrated)
+                    res = run_fold(fold_block, windows, available, is_base, test, inner, calibrated, folds, chosen,
+                                   c_grid)
                     runs.append({"fold": k, "seed": seed, "test": list(test), "inner_val": list(inner)} | res)
             report["arms"][key] = {"runs": runs, "summary": summarise(runs, len(folds))}
             s = report["arms"][key]["summary"]["eeg,ecg"]

@@ -2,12 +2,14 @@
 
 Command line: ``python -m rt_physio.training.hybrid_ship``.
 
-The recipe comes from the cross-validation JSON of :mod:`rt_physio.training.hybrid_cv` (``--arm``): C per
-calibration state is the value its inner validations chose most often (ties: the smaller C). The head is trained
-on all subjects given; the per-modality-set Platt maps are fitted on out-of-fold logits (the same subject folds:
-each fold's logits from a head trained on the other folds), so they too come from people the head did not see.
-No figure is chosen on a reported subject: the figures recorded are the CV's. Only encoder-free arms
-(``classical``) and random-encoder arms with a stored seed are supported here.
+The recipe (``--arm``) is the one the cross-validation of :mod:`rt_physio.training.hybrid_cv` reports; C per
+calibration state is chosen the way each CV fold chose it, here over all subjects given:
+:func:`~rt_physio.training.hybrid.select_c` (cross-validation over the subject folds, mean AUROC over the three
+modality sets, ties: the smaller C). The head is trained on all subjects given; the per-modality-set Platt maps
+are fitted on out-of-fold logits (the same subject folds: each fold's logits from a head trained on the other
+folds), so they too come from people the head did not see. No figure is chosen on a reported subject: the figures
+recorded are the CV's. Only encoder-free arms (``classical``) and random-encoder arms with a stored seed are
+supported here.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import argparse
 import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,26 +40,24 @@ from rt_physio.training.hybrid import (
     fit_platt,
     head_logits,
     load_windows,
+    select_c,
 )
 from rt_physio.training.hybrid_cv import classical_block
 from rt_physio.training.train_baseline import BASELINE_PREPROCESSING
 
-__all__ = ["chosen_c", "main", "train_classical"]
+__all__ = ["main", "train_classical"]
 
 log = logging.getLogger("rt_physio.training.hybrid_ship")
 
 
-def chosen_c(cv: dict[str, Any], arm: str, calibrated: bool) -> float:
-    """Return the C most often chosen by the CV's inner validations for ``arm`` (ties: the smaller)."""
-    runs = cv["arms"][f"{arm}/{'cal' if calibrated else 'uncal'}"]["runs"]
-    counts = Counter(float(r["C"]) for r in runs)
-    return min(counts, key=lambda c: (-counts[c], c))
+def _folds(subjects: np.ndarray, rows: np.ndarray, fold_size: int = 4) -> list[list[str]]:
+    order = sorted(set(subjects[rows].tolist()))
+    return [order[i:i + fold_size] for i in range(0, len(order), fold_size)]
 
 
 def _fit_with_oof_platt(x: np.ndarray, present: np.ndarray, y: np.ndarray, fm: np.ndarray, subjects: np.ndarray,
-                        rows: np.ndarray, c: float, fold_size: int = 4) -> HeadParams:
-    order = sorted(set(subjects[rows].tolist()))
-    folds = [order[i:i + fold_size] for i in range(0, len(order), fold_size)]
+                        rows: np.ndarray, c: float) -> HeadParams:
+    folds = _folds(subjects, rows)
     raw, flags, labels = [], [], []
     for fold in folds:
         held = rows & np.isin(subjects, fold)
@@ -83,16 +82,18 @@ def train_classical(data: Path, out: Path, cv: dict[str, Any], *, subjects: Sequ
     model = HybridModel(None, None, features=True)
     params: dict[str, Any] = {}
     for calibrated, head in ((False, model.lr), (True, model.cal)):
-        c = chosen_c(cv, "classical", calibrated)
         xx: np.ndarray = x
         if calibrated:
             xx, fallback = centre(x, present, windows, is_base, fm, np.ones(len(y), dtype=bool))
             model.calibration_fallback.copy_(torch.from_numpy(fallback))
         rows = present.any(axis=1) & ~(is_base if calibrated else np.zeros_like(is_base))
+        c, scores = select_c(xx, present, y, fm, subj, rows, rows & ~is_base, _folds(subj, rows))
+        log.info("%s: C = %g (inner-CV AUROC %s)", "calibrated" if calibrated else "uncalibrated", c, scores)
         p = _fit_with_oof_platt(xx, present, y, fm, subj, rows, c)
         p.load_into(head)
-        params["cal" if calibrated else "uncal"] = {"C": c, "platt_a_b": {n: [round(float(v), 4) for v in p.platt[k]]
-                                                                          for k, n in enumerate(SET_NAMES)}}
+        params["cal" if calibrated else "uncal"] = {
+            "C": c, "C_selection": "8-fold subject CV over these subjects, mean AUROC over EEG + ECG, EEG, ECG",
+            "platt_a_b": {n: [round(float(v), 4) for v in p.platt[k]] for k, n in enumerate(SET_NAMES)}}
     names = sorted(set(subj.tolist()))
     fields = _card(cv, names, params, calibrate, command, cv_json, time.monotonic() - t0, len(y))
     save_model(out, model, fields, dtype=torch.float32)
@@ -114,8 +115,9 @@ def _card(cv: dict[str, Any], subjects: list[str], params: dict[str, Any], calib
         "correlation) and ECG heart rate / HRV / R amplitude, one linear head for every modality set (modality "
         "dropout), a Platt map per set so the output does not jump when a modality drops out. Any EEG montage is "
         f"accepted (trained on the 20-channel EEGMAT montage). Run it calibrated (first {calibrate:g} s of rest) "
-        "when possible: that is where it meets the targets. Trained on EEGMAT subjects 00-31; C chosen by the CV "
-        "over the same subjects (hence selection_subjects). Not traceable (numpy features; a few ms per window)."
+        "when possible: that is where it meets the targets. Trained on EEGMAT subjects 00-31; C chosen by "
+        "8-fold subject cross-validation over the same subjects (hence selection_subjects)."
+        " Not traceable (numpy features; a few ms per window)."
     )
     return {
         "schema": SCHEMA, "trained": True, "description": description,
@@ -131,15 +133,17 @@ def _card(cv: dict[str, Any], subjects: list[str], params: dict[str, Any], calib
             "data": "PhysioNet EEGMAT 1.0.0 (Zyma et al. 2019); rest = 0, mental arithmetic = 1",
             "training_subjects": subjects,
             "selection_subjects": subjects,
-            "selection_note": "arm and C chosen by 8-fold subject CV over these subjects (inner validation only); "
-                              "Platt maps fitted on out-of-fold logits",
+            "selection_note": "arm chosen by the 8-fold subject CV over these subjects; C by 8-fold subject "
+                              "CV over them (mean AUROC over the three modality sets); Platt maps fitted on "
+                              "out-of-fold logits",
             "features": {"eeg": list(EEG_FEATURES), "ecg": list(ECG_FEATURES)},
             "head": params,
             "cv_figures": {"uncalibrated": _figures(cv, "classical/uncal"),
                            "calibrated": _figures(cv, "classical/cal"),
                            "source": cv_json, "protocol": "8 folds of 4 consecutive subjects over 00-31, 3 seeds "
-                           "(inner validation fold), mean ± SD over folds; calibrated: first 60 s of rest as "
-                           "baseline, never scored; uncalibrated scored on the same windows"},
+                           "(the fold that fits the Platt maps; C by inner CV over the training folds), mean ± SD over "
+                           "folds; calibrated: first 60 s of rest as baseline, never scored; uncalibrated scored on "
+                           "the same windows"},
             "training_command": command,
             "n_windows": n_windows,
             "wall_time_s": round(seconds, 1),

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from rt_physio.training.hybrid import Windows
+from rt_physio.training.hybrid import C_GRID, Windows, select_c
 from rt_physio.training.hybrid_cv import cross_validate
 
 
@@ -35,7 +35,8 @@ def _fake(n_subjects: int = 32, per: int = 24, seed: int = 0) -> tuple[Windows, 
 def test_cv_keeps_held_out_subjects_out_of_selection_and_calibration_helps() -> None:
     windows, block = _fake()
     weak = (block[0][:, 1:].copy(), block[1], block[2][1:])  # the ECG feature alone: an arm to pair against
-    report = cross_validate(windows, {"classical": [block, block], "weak": [weak, weak]}, calibrate=30.0)
+    report = cross_validate(windows, {"classical": [block, block], "weak": [weak, weak]}, calibrate=30.0,
+                            c_grid=(0.01, 1.0))
     for key in ("classical/uncal", "classical/cal", "weak/cal"):
         runs = report["arms"][key]["runs"]
         assert len(runs) == 16  # 8 folds x 2 seeds
@@ -47,3 +48,17 @@ def test_cv_keeps_held_out_subjects_out_of_selection_and_calibration_helps() -> 
     assert s_cal > 0.95 and s_cal > s_uncal + 0.1  # centring on each person's rest removes the offsets
     diff = report["paired_auroc_vs_classical"]["weak/cal"]["eeg,ecg"]
     assert diff["mean"] < 0 and diff["folds_above"] <= 2 and len(diff["per_fold"]) == 8
+
+
+def test_select_c_never_reads_the_held_out_fold() -> None:
+    windows, (x, present, fm) = _fake()
+    y, subj = windows.labels, windows.subjects
+    names = sorted(set(subj.tolist()))
+    folds = [names[i:i + 4] for i in range(4, 32, 4)]  # the first 4 subjects are a held-out fold
+    held = np.isin(subj, names[:4])
+    rows = np.ones(len(y), dtype=bool)
+    c, scores = select_c(x, present, y, fm, subj, rows & ~held, rows & ~held, folds)
+    scrambled = x.copy()
+    scrambled[held] = np.random.default_rng(1).normal(size=scrambled[held].shape) * 100.0
+    assert select_c(scrambled, present, y, fm, subj, rows & ~held, rows & ~held, folds) == (c, scores)
+    assert c in C_GRID and set(scores) == {str(v) for v in C_GRID}
