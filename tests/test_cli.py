@@ -12,12 +12,15 @@ import pylsl
 import pytest
 
 from rt_physio.cli import main
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, free_port
 
 RT_PHYSIO = str(Path(sys.executable).parent / "rt-physio")
 
 
 def _run_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    if "--publish" not in argv and "--config" not in argv:
+        # never the default port: another engine on this machine must not change the error
+        argv = (*argv, "--publish", f"zmq://127.0.0.1:{free_port()}")
     status = main(["run", *argv])
     err = capsys.readouterr().err
     assert status == 2, err

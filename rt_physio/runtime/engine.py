@@ -33,7 +33,7 @@ from rt_physio.runtime.runners import BUCKETS, bucket_for
 from rt_physio.runtime.session import ModalityStream, Session, Window
 from rt_physio.runtime.status import StatusReporter
 from rt_physio.sources.base import MODALITIES, Chunk, Modality, Source
-from rt_physio.sources.spec import open_source
+from rt_physio.sources.spec import open_source, parse_spec
 
 if TYPE_CHECKING:
     from rt_physio.publish.recorder import Recorder
@@ -143,7 +143,13 @@ class Engine:
         # "serialised" mark, so not in the message's own latency_ms)
         self.handoff_s: deque[float] = deque(maxlen=100_000)
         try:
-            # Publishers first: a busy port or a refused MQTT password is reported before any device is opened.
+            # A SPEC that does not parse is named before any port is bound; then publishers: a busy port or a
+            # refused MQTT password is reported before any device is opened.
+            for sc in config.sessions:
+                for modality in MODALITIES:
+                    text = getattr(sc, modality)
+                    if text is not None:
+                        parse_spec(text)
             session_ids = [sc.session_id for sc in config.sessions]
             self.publishers = [open_publisher(url, session_ids, insecure=config.insecure,
                                               on_control=self.handle_control) for url in config.publish]

@@ -96,7 +96,9 @@ def test_the_filter_kernel_really_releases_the_gil():
     assert duration > 0.05
     assert stall < 0.5 * duration  # this thread kept running Python while the kernel ran
 
-    # the same kernel compiled without nogil=True holds the GIL: the check above would fail for it
+    # the same kernel compiled without nogil=True holds the GIL: the check above would fail for it. Only the
+    # moment between the worker's start mark and the call itself can hand this thread the GIL (a switch interval,
+    # longer when the OS deschedules a thread on a loaded machine), so most, not all, of the span is one stall.
     holding = njit(nogil=False)(sos_step.py_func)
     duration, stall = longest_stall_while_kernel_runs(holding, sos, x)
-    assert stall > 0.9 * duration
+    assert stall > 0.7 * duration
