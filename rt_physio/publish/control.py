@@ -31,7 +31,7 @@ import zmq
 
 from rt_physio.checks import show_value
 from rt_physio.errors import ConfigError
-from rt_physio.publish.zmq import ZmqUrl, bind_socket, parse_zmq_url
+from rt_physio.publish.zmq import ZmqUrl, bind_socket, close_bound_socket, parse_zmq_url
 
 __all__ = ["MAX_COMMAND_BYTES", "MAX_DIGITS", "CommandError", "ControlHandler", "ControlInbox", "ControlServer",
            "InboxStats", "OversizedMessage", "encode_reply", "parse_command", "parse_session_command", "run_command",
@@ -352,7 +352,7 @@ class ControlServer:
         except Exception:
             log.exception("control %s: server thread failed, no more commands will be answered", self.url.endpoint)
         finally:
-            sock.close(linger=0)
+            close_bound_socket(sock, linger_ms=0)  # returns once the port is free: a restart can bind it at once
 
     @property
     def running(self) -> bool:
@@ -360,7 +360,7 @@ class ControlServer:
         return self._thread.is_alive()
 
     def close(self, timeout: float = 2.0) -> None:
-        """Stop answering and close the socket (returns within about ``poll_s``; idempotent)."""
+        """Stop answering and close the socket, leaving the port free (returns within about ``poll_s``; idempotent)."""
         self._stop.set()
         self._thread.join(timeout)
         if self._thread.is_alive():

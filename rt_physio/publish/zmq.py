@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from rt_physio.errors import ConfigError
 from rt_physio.publish.base import (
@@ -99,6 +101,33 @@ def bind_socket(kind: int, endpoint: str, options: dict[int, int], failure: str,
         sock.close(linger=0)
         raise ConfigError(f"{failure}: {exc.strerror}. {hint}") from exc
     return sock
+
+
+def close_bound_socket(sock: zmq.Socket[bytes], linger_ms: int, timeout_s: float = 2.0) -> bool:
+    """Unbind ``sock``, wait until its listening port is closed, then close it; True when the port was seen free.
+
+    ``zmq_close`` hands the listening descriptor to ZeroMQ's I/O thread and returns before it is closed, so an
+    engine restarted at once on the same port could find it busy. Unbinding under a socket monitor and waiting
+    for ``EVENT_CLOSED`` makes "closed" mean "the port is free again".
+    """
+    endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+    freed = not endpoint
+    if endpoint:
+        monitor = sock.get_monitor_socket(zmq.EVENT_CLOSED)
+        try:
+            sock.unbind(endpoint)
+            deadline = time.monotonic() + timeout_s
+            while not freed and monitor.poll(max(1, round(1e3 * (deadline - time.monotonic())))):
+                freed = recv_monitor_message(monitor)["event"] == zmq.EVENT_CLOSED
+        except zmq.ZMQError as exc:
+            log.warning("could not unbind %s before closing: %s", endpoint, exc)
+        finally:
+            sock.disable_monitor()
+            monitor.close(linger=0)
+        if not freed:
+            log.warning("%s: the port was not seen closed within %.1f s", endpoint, timeout_s)
+    sock.close(linger=linger_ms)
+    return freed
 
 
 class ZmqPublisher:
