@@ -7,27 +7,9 @@ import json
 from pathlib import Path
 from typing import TextIO
 
+from rt_physio.checks import int_arg, number_arg
+
 __all__ = ["register"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def _write(result: dict[str, object], table: str, path: Path | None, out: TextIO) -> None:
@@ -78,7 +60,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     inf.add_argument("--model", default="untrained-demo", metavar="NAME|PATH")
     inf.add_argument("--json", type=Path, metavar="OUT", help="write the results as JSON")
     inf.add_argument(
-        "--threads", type=_positive_int, metavar="N", help="torch CPU threads (default: cores - 1, at least 1)"
+        "--threads", type=int_arg(), metavar="N", help="torch CPU threads (default: cores - 1, at least 1)"
     )
     inf.add_argument("--quick", action="store_true", help="a short run (smoke test)")
     inf.set_defaults(handler=_cmd_inference)
@@ -89,14 +71,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lat.add_argument("--eeg", metavar="SPEC", help="measure a real EEG stream instead of the synthetic harness")
     lat.add_argument("--ecg", metavar="SPEC", help="measure a real ECG stream instead of the synthetic harness")
     lat.add_argument(
-        "--sessions", type=_positive_int, default=1, metavar="N", help="sessions in the harness (default 1)"
+        "--sessions", type=int_arg(), default=1, metavar="N", help="sessions in the harness (default 1)"
     )
-    lat.add_argument("--duration", type=_positive_float, default=30.0, metavar="S", help="seconds scored (default 30)")
-    lat.add_argument("--chunk", type=_positive_int, default=8, metavar="N", help="samples per pushed chunk (default 8)")
+    lat.add_argument("--duration", type=number_arg("duration"), default=30.0, metavar="S",
+                     help="seconds scored (default 30)")
+    lat.add_argument("--chunk", type=int_arg(), default=8, metavar="N", help="samples per pushed chunk (default 8)")
     lat.add_argument(
-        "--hop", type=_positive_float, default=1.0, metavar="S", help="seconds between predictions (default 1)"
+        "--hop", type=number_arg("hop"), default=1.0, metavar="S", help="seconds between predictions (default 1)"
     )
-    lat.add_argument("--window", type=_positive_float, default=5.0, metavar="S", help="window length (default 5)")
+    lat.add_argument("--window", type=number_arg("window"), default=5.0, metavar="S", help="window length (default 5)")
     lat.add_argument("--model", default="eegmat-fusion", metavar="NAME|PATH")
     lat.add_argument("--no-baselines", action="store_true", help="skip the baselines")
     lat.add_argument("--sweep", action="store_true", help="also sweep chunk size, hop and number of sessions")

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.signal
 from numpy.typing import NDArray
 
-from rt_physio.dsp._checks import check_int, check_positive
+from rt_physio.checks import check_int, check_positive
 
 __all__ = ["design_bandpass", "design_highpass", "design_lowpass", "design_notch"]
 

@@ -20,7 +20,7 @@ import scipy.signal
 from numba import njit
 from numpy.typing import NDArray
 
-from rt_physio.dsp._checks import as_chunk, check_int
+from rt_physio.checks import as_chunk, check_int
 
 __all__ = ["FilterChain", "SosFilter", "sos_step"]
 

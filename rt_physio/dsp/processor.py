@@ -22,8 +22,8 @@ import numpy as np
 import scipy.signal
 from numpy.typing import NDArray
 
+from rt_physio.checks import as_chunk, as_timestamps, check_int, check_positive
 from rt_physio.dsp import hygiene
-from rt_physio.dsp._checks import as_chunk, as_timestamps, check_int, check_positive
 from rt_physio.dsp._pipeline import F_LAST_OUT_T, F_LAST_T, I_FRESH, I_PHASE, N_EXTRA, push_kernel
 from rt_physio.dsp.design import design_bandpass, design_notch
 from rt_physio.dsp.filters import FilterChain

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from rt_physio.dsp._checks import check_positive
+from rt_physio.checks import check_positive
 
 __all__ = ["QualityReport", "WindowCounts", "assess", "flat_channels", "line_noise_ratio"]
 

@@ -27,7 +27,7 @@ import scipy.signal
 from numba import njit
 from numpy.typing import NDArray
 
-from rt_physio.dsp._checks import as_chunk, check_int, check_positive
+from rt_physio.checks import as_chunk, check_int, check_positive
 
 __all__ = ["StreamResampler", "rate_ratio", "resample_filter"]
 

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import DTypeLike, NDArray
 
-from rt_physio.dsp._checks import check_int
+from rt_physio.checks import check_int
 
 __all__ = ["RingBuffer"]
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rt_physio.checks import positive_int_entry
 from rt_physio.nn.cbramod import PATCH_SIZE, CBraMod, check_cbramod_args
 
 __all__ = [
@@ -276,13 +277,13 @@ def parse_architecture(arch: Mapping[str, Any], n_outputs: int | None = None) ->
     unknown = sorted(set(head) - set(_HEAD_KEYS))
     if unknown:
         raise ValueError(f"architecture.head has unknown keys {unknown}; allowed: {list(_HEAD_KEYS)}.")
-    hidden = _positive_int(head.get("hidden", 256), "architecture.head.hidden")
+    hidden = positive_int_entry("architecture.head.hidden", head.get("hidden", 256))
     dropout = head.get("dropout", 0.1)
     if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"architecture.head.dropout must be a number in [0, 1), got {dropout!r}.")
     declared = head.get("n_outputs")
     if declared is not None:
-        declared = _positive_int(declared, "architecture.head.n_outputs")
+        declared = positive_int_entry("architecture.head.n_outputs", declared)
     if n_outputs is None:
         if declared is None:
             raise ValueError("architecture.head.n_outputs is missing (and no n_outputs was given).")
@@ -325,15 +326,9 @@ def _parse_encoder(cfg: object, where: str) -> dict[str, int]:
     unknown = sorted(set(cfg) - set(ENCODER_KEYS))
     if unknown:
         raise ValueError(f"{where} has unknown keys {unknown}; allowed: {list(ENCODER_KEYS)}.")
-    kwargs = {k: _positive_int(cfg[k], f"{where}.{k}") for k in ENCODER_KEYS}
+    kwargs = {k: positive_int_entry(f"{where}.{k}", cfg[k]) for k in ENCODER_KEYS}
     try:
         check_cbramod_args(in_dim=PATCH_SIZE, out_dim=kwargs["d_model"], **kwargs)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from exc
     return kwargs
-
-
-def _positive_int(value: object, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{where} must be a positive integer, got {value!r}.")
-    return value

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rt_physio.checks import positive_entry
 from rt_physio.config import load_toml
 from rt_physio.errors import ConfigError, ModelError
 from rt_physio.nn.cbramod import PATCH_SIZE
@@ -220,9 +221,9 @@ def parse_spec(data: Mapping[str, Any], folder: Path) -> ModelSpec:
     modalities, n_eeg_channels = parsed_arch.modalities, parsed_arch.n_eeg_channels
 
     inputs = _get(data, "inputs", dict)
-    sfreq = _positive_float(_get(inputs, "sfreq", float, where="inputs.sfreq"), "inputs.sfreq")
-    window_s = _positive_float(_get(inputs, "window_s", float, where="inputs.window_s"), "inputs.window_s")
-    scale_uv = _positive_float(_get(inputs, "scale_uv", float, where="inputs.scale_uv"), "inputs.scale_uv")
+    sfreq = positive_entry("inputs.sfreq", _get(inputs, "sfreq", float, where="inputs.sfreq"))
+    window_s = positive_entry("inputs.window_s", _get(inputs, "window_s", float, where="inputs.window_s"))
+    scale_uv = positive_entry("inputs.scale_uv", _get(inputs, "scale_uv", float, where="inputs.scale_uv"))
     samples = window_s * sfreq
     n_patches = round(samples / PATCH_SIZE)
     if n_patches < 1 or not math.isclose(samples, n_patches * PATCH_SIZE, rel_tol=0, abs_tol=1e-6):
@@ -276,7 +277,7 @@ def _parse_calibration(table: object) -> CalibrationSpec:
     if not isinstance(table, Mapping):
         raise ValueError(f"calibration must be a table, got {type(table).__name__}.")
     _no_unknown(table, ("seconds", "level", "expects"), "calibration")
-    seconds = _positive_float(_get(table, "seconds", float, where="calibration.seconds"), "calibration.seconds")
+    seconds = positive_entry("calibration.seconds", _get(table, "seconds", float, where="calibration.seconds"))
     level = _get(table, "level", str, where="calibration.level")
     if level not in CALIBRATION_LEVELS:
         raise ValueError(f"calibration.level must be one of {list(CALIBRATION_LEVELS)}, got {level!r}.")
@@ -332,9 +333,3 @@ def _get(table: Mapping[str, Any], key: str, kind: type, *, where: str | None = 
         expected = {dict: "a table", list: "an array", str: "a string", bool: "true or false", float: "a number"}
         raise ValueError(f"{where} must be {expected.get(kind, kind.__name__)}, got {value!r}.")
     return float(value) if kind is float else value
-
-
-def _positive_float(value: float, where: str) -> float:
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{where} must be a positive number, got {value!r}.")
-    return value

@@ -10,29 +10,15 @@ import argparse
 import logging
 import signal
 import time
-from collections.abc import Callable
 from types import FrameType
 from typing import TextIO
 
+from rt_physio.checks import int_arg, number_arg
 from rt_physio.errors import ConfigError
 
 __all__ = ["register"]
 
 log = logging.getLogger(__name__)
-
-
-def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-        return value
-
-    return parse
 
 
 def _labels(text: str) -> tuple[str, ...]:
@@ -50,16 +36,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     "`rt-physio run --eeg lsl:NAME-EEG --ecg lsl:NAME-ECG`.")
     replay.add_argument("file", metavar="FILE", help="the recording (a WFDB record may be named without suffix)")
     replay.add_argument("--name", help="stream name stem (default: the file name without suffix)")
-    replay.add_argument("--speed", type=_positive(float), default=1.0, help="playback speed (default: 1, real time)")
+    replay.add_argument("--speed", type=number_arg("speed"), default=1.0, help="playback speed (default: 1, real time)")
     replay.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
-    replay.add_argument("--chunk", type=_positive(int), help="samples per push (default: about 20 ms)")
-    replay.add_argument("--duration", type=_positive(float), metavar="S", help="replay only the first S seconds")
-    replay.add_argument("--wait", type=_positive(float), metavar="S",
+    replay.add_argument("--chunk", type=int_arg(), help="samples per push (default: about 20 ms)")
+    replay.add_argument("--duration", type=number_arg("duration"), metavar="S", help="replay only the first S seconds")
+    replay.add_argument("--wait", type=number_arg("wait"), metavar="S",
                         help="wait up to S seconds for a consumer before starting")
-    replay.add_argument("--rate", type=_positive(float), metavar="HZ", help="sampling rate of a CSV file")
+    replay.add_argument("--rate", type=number_arg("rate"), metavar="HZ", help="sampling rate of a CSV file")
     replay.add_argument("--unit", help="unit of a CSV file's columns (default: EEG µV, ECG mV)")
-    replay.add_argument("--subject", type=_positive(int), help="DREAMER: subject 1-23")
-    replay.add_argument("--clip", type=_positive(int), help="DREAMER: film clip 1-18")
+    replay.add_argument("--subject", type=int_arg(), help="DREAMER: subject 1-23")
+    replay.add_argument("--clip", type=int_arg(), help="DREAMER: film clip 1-18")
     replay.add_argument("--part", choices=["stimuli", "baseline"], default="stimuli",
                         help="DREAMER: the film clip or its neutral baseline")
     replay.add_argument("--session", help="rt_physio recording: the session to replay (when it has several)")
@@ -70,7 +56,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     devices = sub.choices.get("devices")
     if devices is not None:
         devices.add_argument("--ble", action="store_true", help="also scan for Bluetooth LE devices (Polar H10)")
-        devices.add_argument("--wait", type=_positive(float), default=1.0, metavar="S",
+        devices.add_argument("--wait", type=number_arg("wait"), default=1.0, metavar="S",
                              help="seconds to listen for LSL streams (and BLE advertisements)")
         devices.set_defaults(handler=_cmd_devices)
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from rt_physio.checks import positive_entry
 from rt_physio.config import data_dirs, load_toml
 from rt_physio.errors import ConfigError
 from rt_physio.sources.base import MODALITIES, Modality
@@ -129,9 +130,10 @@ def _str(path: Path, where: str, value: object) -> str:
 
 
 def _positive(path: Path, where: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise _fail(path, where, f"must be a positive number, got {value!r}.")
-    return float(value)
+    try:
+        return positive_entry(where, value)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def _modality(path: Path, modality: Modality, table: object, backend: Backend) -> ModalityProfile:
