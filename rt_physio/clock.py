@@ -14,7 +14,7 @@ import numpy as np
 import pylsl
 from numpy.typing import NDArray
 
-from rt_physio import _dejitter_kernel as _kernel
+from rt_physio.dsp import _dejitter_kernel as _kernel
 
 __all__ = ["ClockGuard", "Dejitter", "WallClockMap", "local_clock"]
 

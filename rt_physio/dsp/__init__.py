@@ -7,6 +7,9 @@
 * :mod:`~rt_physio.dsp.hygiene` — non-finite values, gaps and clock steps.
 * :mod:`~rt_physio.dsp.quality` — per-window signal quality.
 * :class:`StreamProcessor` — all of the above for one stream, with causal timestamps.
+* :mod:`~rt_physio.dsp.features` / :mod:`~rt_physio.dsp.summary_features` — classical features of one window
+  (band powers, R peaks, heart rate / HRV), per channel or over channels.
+* ``_dejitter_kernel`` — the compiled fit behind :class:`rt_physio.clock.Dejitter`.
 """
 
 from rt_physio.dsp import quality

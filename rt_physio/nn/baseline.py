@@ -1,6 +1,6 @@
 """The classical baseline: EEG band powers and ECG heart rate / HRV, then logistic regression per modality set.
 
-Features come from :func:`rt_physio.training.baselines.window_features` (numpy, one window at a time), so this
+Features come from :func:`rt_physio.dsp.features.channel_features` (numpy, one window at a time), so this
 module is **not traceable** (``traceable = False``): the engine runs it eagerly on the CPU. It is also the cheapest
 model for CPU-only deployments.
 
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rt_physio.training.baselines import BANDS, ECG_FEATURES, eeg_feature_count, window_features
+from rt_physio.dsp.features import BANDS, ECG_FEATURES, channel_features, eeg_feature_count
 
 __all__ = ["BASELINE_KEYS", "MODALITY_SETS", "BaselineArchitecture", "BaselineModel", "LogisticHead",
            "parse_baseline_architecture"]
@@ -145,7 +145,7 @@ class BaselineModel(nn.Module):
         Returns
         -------
         feats : Tensor of float32, shape (B, F)
-            See :func:`~rt_physio.training.baselines.window_features`; an absent block is zeros.
+            See :func:`~rt_physio.dsp.features.channel_features`; an absent block is zeros.
         present : Tensor of float32, shape (B, 2)
             0/1 flags, order eeg, ecg: whether each block was computed (a flat EEG window or an ECG window without
             plausible beats counts as absent).
@@ -171,7 +171,7 @@ class BaselineModel(nn.Module):
         feats = np.zeros((n, self.n_features), dtype=np.float32)
         present = np.zeros((n, 2), dtype=np.float32)
         for i in range(n):
-            feats[i], present[i] = window_features(
+            feats[i], present[i] = channel_features(
                 None if a_eeg is None else a_eeg[i], None if a_ecg is None else a_ecg[i], self.sfreq,
                 n_eeg_channels=self.n_eeg_channels, bands=self.bands)
         device = given[0].device

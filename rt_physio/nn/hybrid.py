@@ -2,7 +2,7 @@
 
 Features of a window are ``[EEG embedding, ECG embedding, classical features]``: each embedding comes from a
 CBraMod encoder (optional; pooled over channels and patches by the mean, ``pooling = "mean"``, or the mean and the SD,
-``"mean_sd"``), the classical block from :func:`rt_physio.training.features.hybrid_window_features`
+``"mean_sd"``), the classical block from :func:`rt_physio.dsp.summary_features.summary_features`
 (optional; montage-agnostic spectral summaries and heart rate / HRV). With no encoder this is the classical model;
 with no classical block it is a deep model with a linear head. The EEG montage is free either way. ``mean_sd``
 adds the standard deviation over channels and patches to the mean (as :func:`rt_physio.training.encoders.
@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rt_physio.dsp.summary_features import ECG_FEATURES, EEG_FEATURES, summary_features
 from rt_physio.nn.cbramod import CBraMod
 from rt_physio.nn.fusion import EMBED_DIM, MODALITIES, _parse_encoder
-from rt_physio.training.features import ECG_FEATURES, EEG_FEATURES, hybrid_window_features
 
 __all__ = [
     "POOLINGS",
@@ -223,7 +223,7 @@ class HybridModel(nn.Module):
             block = np.zeros((n, len(EEG_FEATURES) + len(ECG_FEATURES)), dtype=np.float32)
             flags = np.zeros((n, 2), dtype=np.float32)
             for i in range(n):
-                block[i], flags[i] = hybrid_window_features(None if a_eeg is None else a_eeg[i],
+                block[i], flags[i] = summary_features(None if a_eeg is None else a_eeg[i],
                                                             None if a_ecg is None else a_ecg[i], self.sfreq)
             parts.append(torch.from_numpy(block))
             present = present * torch.from_numpy(flags)

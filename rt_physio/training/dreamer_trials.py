@@ -1,7 +1,7 @@
 """DREAMER as a table of window features per trial, with its baseline recordings, for the protocols of ``train cv``.
 
 Each film clip of each subject is a *trial* (``"S03_clip07"``): its stimulus recording is cut into non-overlapping
-windows, each turned into classical features (:func:`~rt_physio.training.baselines.window_features`: log band
+windows, each turned into classical features (:func:`~rt_physio.dsp.features.channel_features`: log band
 powers and relative powers per EEG channel, heart rate and HRV from the ECG) after the engine's filtering
 (:func:`~rt_physio.training.datasets.base.prepare`, as ``train baseline`` does). The neutral clip shown before it
 (DREAMER's per-trial baseline recording) is cut and featurised the same way; its mean feature vector is the trial's
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from rt_physio.dsp.features import BANDS, ECG_FEATURES, channel_features, eeg_feature_count
 from rt_physio.nn.fusion import MODALITIES
-from rt_physio.training.baselines import BANDS, ECG_FEATURES, eeg_feature_count, window_features
 from rt_physio.training.datasets.base import WindowDataset, prepare
 from rt_physio.training.datasets.dreamer import DREAMER_LABELS, check_amplitudes, load_dreamer
 from rt_physio.training.protocols import Fold
@@ -117,7 +117,7 @@ def load_trials(path: str | Path, *, eeg_unit: str = "uV", ecg_unit: str = "uV",
         for i, j in enumerate(idx):
             eeg = batch.inputs["eeg"][i] if batch.present[i, 0] else None
             ecg = batch.inputs["ecg"][i] if batch.present[i, 1] else None
-            f, present = window_features(eeg, ecg, _SFREQ, n_eeg_channels=n_ch)
+            f, present = channel_features(eeg, ecg, _SFREQ, n_eeg_channels=n_ch)
             row = f.astype(np.float64)
             if not present[0]:
                 row[:-len(ECG_FEATURES)] = np.nan

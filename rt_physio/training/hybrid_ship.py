@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from rt_physio.dsp.summary_features import ECG_FEATURES, EEG_FEATURES
 from rt_physio.nn.hybrid import SET_NAMES, HybridModel
 from rt_physio.nn.registry import save_model
 from rt_physio.nn.spec import SCHEMA
-from rt_physio.training.features import ECG_FEATURES, EEG_FEATURES
 from rt_physio.training.hybrid import (
     SCALE_UV,
     SFREQ,

@@ -5,7 +5,7 @@
 For each fold of :mod:`rt_physio.training.crossval` (``--cv`` holds its ``foldK`` models): on the windows with
 both modalities, centred per subject on the first ``--calibrate`` seconds of rest (never scored), fit one
 logistic regression on that fold's pooled deep embeddings and one on the classical features
-(:mod:`rt_physio.training.baselines`), each on the 20 inner training subjects with ``C`` chosen on the 4 inner
+(:mod:`rt_physio.dsp.features`), each on the 20 inner training subjects with ``C`` chosen on the 4 inner
 validation subjects, and score the 4 held-out subjects with each model and with the average of their logits
 (weights 0, 0.25, 0.5, 0.75, 1 on the deep model). Not a model folder: this measures whether combining the two is
 worth building.
@@ -58,9 +58,9 @@ def mix(deep: NDArray[np.float64], classical: NDArray[np.float64], weight: float
 
 def run(data: str | Path, cv: str | Path, *, calibrate: float = 60.0, fold_size: int = 4) -> dict[str, Any]:
     """Score every fold (see the module docstring); returns per-fold and mean metrics per weight."""
+    from rt_physio.dsp.features import BANDS, ECG_FEATURES
     from rt_physio.nn import FusionModel, load_model
     from rt_physio.nn.baseline import BaselineModel
-    from rt_physio.training.baselines import BANDS, ECG_FEATURES
     from rt_physio.training.calibrated_head import embed_windows
     from rt_physio.training.calibration import baseline_mask, center_by_subject
     from rt_physio.training.datasets.base import default_cache_dir

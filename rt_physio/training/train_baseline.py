@@ -2,7 +2,7 @@
 
 Windows are cut exactly as ``rt-physio evaluate`` cuts them (the engine's DSP via
 :func:`~rt_physio.training.datasets.base.prepare`, 5-s non-overlapping windows in model units), turned into
-:func:`~rt_physio.training.baselines.window_features`, and three logistic regressions are fitted (EEG + ECG, EEG
+:func:`~rt_physio.dsp.features.channel_features`, and three logistic regressions are fitted (EEG + ECG, EEG
 alone, ECG alone; ``class_weight="balanced"``). The regularisation ``C`` is chosen on the validation subjects'
 AUROC of the EEG + ECG set. With ``calibrate = S`` a second, calibrated parameter set is fitted on features
 centred per subject on the first ``S`` seconds of that subject's rest recording
@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from rt_physio.dsp.features import BANDS, ECG_FEATURES, channel_features
 from rt_physio.errors import ConfigError
 from rt_physio.nn.baseline import MODALITY_SETS, BaselineModel, LogisticHead
 from rt_physio.nn.fusion import MODALITIES
 from rt_physio.nn.registry import save_model
 from rt_physio.nn.spec import SCHEMA, Preprocessing
-from rt_physio.training.baselines import BANDS, ECG_FEATURES, window_features
 from rt_physio.training.calibration import baseline_mask, center_by_subject, population_fallback
 from rt_physio.training.datasets.base import WindowDataset, default_cache_dir, prepare
 from rt_physio.training.metrics import binary_metrics, json_safe
@@ -104,7 +104,7 @@ class FeatureTable:
     Attributes
     ----------
     feats : ndarray of float32, shape (n, F)
-        :func:`window_features` of each window (model units).
+        :func:`channel_features` of each window (model units).
     present : ndarray of bool, shape (n, 2)
         Feature blocks computed (eeg, ecg): ECG is False where no plausible beats were found.
     available : ndarray of bool, shape (n, 2)
@@ -148,7 +148,7 @@ def load_feature_table(data: str | Path, subjects: Sequence[int] | None = None, 
         for i, j in enumerate(idx):
             eeg = batch.inputs["eeg"][i] if batch.present[i, 0] else None
             ecg = batch.inputs["ecg"][i] if batch.present[i, 1] else None
-            f, p = window_features(eeg, ecg, _SFREQ, n_eeg_channels=len(EEGMAT_EEG_CHANNELS))
+            f, p = channel_features(eeg, ecg, _SFREQ, n_eeg_channels=len(EEGMAT_EEG_CHANNELS))
             feats[j], present[j] = f, p > 0
     lost = int((windows.present[:, 1] & ~present[:, 1]).sum())
     log.info("%d windows from %d recordings; ECG without plausible beats in %d of %d windows with ECG", n,

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from rt_physio.dsp.summary_features import ECG_FEATURES, EEG_FEATURES, N_FEATURES, summary_features
 from rt_physio.nn import load_model, save_model
 from rt_physio.nn.cbramod import CBraMod
 from rt_physio.nn.hybrid import HybridModel, parse_hybrid_architecture, set_index
 from rt_physio.nn.model_types import MODEL_TYPES, model_type
-from rt_physio.training.features import ECG_FEATURES, EEG_FEATURES, N_FEATURES, hybrid_window_features
 
 
 def _ecg(n: int = 1000, sfreq: float = 200.0, hr: float = 72.0) -> np.ndarray:
@@ -23,14 +23,14 @@ def _ecg(n: int = 1000, sfreq: float = 200.0, hr: float = 72.0) -> np.ndarray:
 
 def test_features_have_one_length_for_any_montage() -> None:
     rng = np.random.default_rng(0)
-    f14, p14 = hybrid_window_features(rng.normal(size=(14, 5, 200)), _ecg())
-    f20, p20 = hybrid_window_features(rng.normal(size=(20, 1000)), None)
+    f14, p14 = summary_features(rng.normal(size=(14, 5, 200)), _ecg())
+    f20, p20 = summary_features(rng.normal(size=(20, 1000)), None)
     assert f14.shape == f20.shape == (N_FEATURES,)
     assert p14.tolist() == [1.0, 1.0] and p20.tolist() == [1.0, 0.0]
     hr = f14[len(EEG_FEATURES) + ECG_FEATURES.index("hr_bpm")]
     assert abs(hr - 72.0) < 2.0
     assert not f20[len(EEG_FEATURES):].any()  # absent ECG block is zeros
-    flat, p = hybrid_window_features(np.zeros((4, 1000)), None)
+    flat, p = summary_features(np.zeros((4, 1000)), None)
     assert p.tolist() == [0.0, 0.0] and not flat.any()
 
 

@@ -1,7 +1,7 @@
 """Montage-agnostic classical features of one window: EEG spectral summaries over channels, ECG heart rate / HRV.
 
 Pure numpy / scipy (no state), used by :class:`rt_physio.nn.hybrid.HybridModel` at run time and by its training
-(:mod:`rt_physio.training.hybrid`), so both compute the same numbers. Unlike :mod:`rt_physio.training.baselines`
+(:mod:`rt_physio.training.hybrid`), so both compute the same numbers. Unlike :mod:`rt_physio.dsp.features`
 (features per channel, so a fixed montage), every EEG feature here is a statistic **over channels** (mean and
 standard deviation), so the block has the same length and meaning for 20 EEGMAT channels, a 14-channel headset
 or a 4-channel band.
@@ -16,11 +16,11 @@ channel:
 * mean peak alpha frequency (7-14 Hz): 1
 * mean absolute correlation between channel pairs: 1
 
-ECG block (:data:`ECG_FEATURES`, 5 values), from the R peaks of :func:`rt_physio.training.baselines.hrv`'s
+ECG block (:data:`ECG_FEATURES`, 5 values), from the R peaks of :func:`rt_physio.dsp.features.hrv`'s
 plausible lead: heart rate (bpm), ln(1 + SDNN ms), ln(1 + RMSSD ms), log10 of the median |R| amplitude of the
 5-20 Hz band-passed lead (model units), and its coefficient of variation over the window's beats.
 
-Presence follows :func:`rt_physio.training.baselines.window_features`: EEG is absent when not given, non-finite or
+Presence follows :func:`rt_physio.dsp.features.channel_features`: EEG is absent when not given, non-finite or
 flat; ECG is absent when not given or without plausible beats.
 """
 
@@ -31,9 +31,9 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from rt_physio.training.baselines import BANDS, POWER_FLOOR, _detect, hrv
+from rt_physio.dsp.features import BANDS, POWER_FLOOR, detect_qrs, hrv
 
-__all__ = ["ECG_FEATURES", "EEG_FEATURES", "N_FEATURES", "ecg_features", "eeg_features", "hybrid_window_features"]
+__all__ = ["ECG_FEATURES", "EEG_FEATURES", "N_FEATURES", "ecg_features", "eeg_features", "summary_features"]
 
 _BAND_NAMES = tuple(name for name, _, _ in BANDS)
 #: Names of the EEG block, in order.
@@ -102,7 +102,7 @@ def ecg_features(x: NDArray[np.floating], sfreq: float) -> NDArray[np.float64] |
         if result is None:
             continue
         hr, sdnn, rmssd = result
-        peaks, y = _detect(lead, sfreq)
+        peaks, y = detect_qrs(lead, sfreq)
         amp = np.abs(y[peaks])
         med = float(np.median(amp))
         return np.array([hr, math.log1p(sdnn), math.log1p(rmssd), math.log10(med + POWER_FLOOR),
@@ -110,8 +110,8 @@ def ecg_features(x: NDArray[np.floating], sfreq: float) -> NDArray[np.float64] |
     return None
 
 
-def hybrid_window_features(eeg: NDArray[np.floating] | None, ecg: NDArray[np.floating] | None,
-                           sfreq: float = 200.0) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+def summary_features(eeg: NDArray[np.floating] | None, ecg: NDArray[np.floating] | None,
+                     sfreq: float = 200.0) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Feature vector ``(N_FEATURES,)`` of one window and its presence flags ``(2,)`` (eeg, ecg).
 
     Parameters

@@ -1,12 +1,15 @@
-"""Classical features for the baseline model: EEG band powers and ECG heart rate / HRV, per window.
+"""Classical signal features of one window: EEG band powers and ECG R peaks, heart rate / HRV.
 
-Pure numpy / scipy functions (no state), used by :class:`rt_physio.nn.baseline.BaselineModel` at run time and by
-``rt-physio train baseline`` in training, so both compute exactly the same numbers.
+Pure numpy / scipy functions (no state), used by the classical model (:mod:`rt_physio.nn.baseline`) at run time
+and by its training, so both compute exactly the same numbers; :mod:`rt_physio.dsp.summary_features` builds its
+montage-agnostic statistics on the same R peaks.
 
 * :func:`band_powers` — Welch band powers (δ θ α β γ ≤ 45 Hz) per channel, absolute and relative.
 * :func:`detect_r_peaks` — a Pan-Tompkins-style R-peak detector that works on either polarity.
+* :func:`detect_qrs` — the same R peaks and the 5-20 Hz band-passed lead they were found on.
 * :func:`hrv` — heart rate, SDNN and RMSSD of one window, or None when the detected beats are implausible.
-* :func:`window_features` — the feature vector of one window ``[EEG block, ECG block]`` and its presence flags.
+* :func:`channel_features` — the per-channel feature vector of one window ``[EEG block, ECG block]`` and its
+  presence flags (fixed montage: one block of band powers per EEG channel).
 
 Units do not matter for the EEG relative powers and the ECG features; the absolute powers are in (input unit)²
 (model units², i.e. (µV / ``scale_uv``)², when called on model inputs), on a log10 scale.
@@ -29,10 +32,11 @@ __all__ = [
     "MIN_R_PROMINENCE",
     "POWER_FLOOR",
     "band_powers",
+    "channel_features",
+    "detect_qrs",
     "detect_r_peaks",
     "eeg_feature_count",
     "hrv",
-    "window_features",
 ]
 
 #: EEG bands (name, low Hz, high Hz); the relative power is over [first low, last high].
@@ -127,11 +131,26 @@ def detect_r_peaks(ecg: NDArray[np.floating], sfreq: float) -> NDArray[np.int64]
     ndarray of int64
         Sorted peak indices (empty when the signal is flat or too short).
     """
-    return _detect(ecg, sfreq)[0]
+    return detect_qrs(ecg, sfreq)[0]
 
 
-def _detect(ecg: NDArray[np.floating], sfreq: float) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """R peaks and the 5-20 Hz band-passed lead they were found on."""
+def detect_qrs(ecg: NDArray[np.floating], sfreq: float) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """R peaks of one ECG lead and the 5-20 Hz band-passed lead they were found on.
+
+    Parameters
+    ----------
+    ecg : ndarray, shape (samples,)
+        One lead, any unit.
+    sfreq : float
+        Sampling rate in Hz (at least 50 Hz).
+
+    Returns
+    -------
+    peaks : ndarray of int64
+        As :func:`detect_r_peaks`.
+    filtered : ndarray of float64, shape (samples,)
+        The zero-phase 5-20 Hz band-passed lead (the input itself when it is flat, too short or non-finite).
+    """
     from scipy.signal import find_peaks, sosfiltfilt
 
     x = np.asarray(ecg, dtype=np.float64)
@@ -201,7 +220,7 @@ def hrv(ecg: NDArray[np.floating], sfreq: float) -> tuple[float, float, float] |
     if leads.ndim != 2:
         raise ValueError(f"The 'ecg' parameter must be (samples,) or (leads, samples), got shape {x.shape}.")
     for lead in leads:
-        peaks, y = _detect(lead, sfreq)
+        peaks, y = detect_qrs(lead, sfreq)
         if peaks.size < _MIN_BEATS:
             continue
         sigma = 1.4826 * np.median(np.abs(y - np.median(y)))  # robust spread of the band-passed lead
@@ -218,11 +237,11 @@ def hrv(ecg: NDArray[np.floating], sfreq: float) -> tuple[float, float, float] |
     return None
 
 
-def window_features(eeg: NDArray[np.floating] | None, ecg: NDArray[np.floating] | None,
+def channel_features(eeg: NDArray[np.floating] | None, ecg: NDArray[np.floating] | None,
                     sfreq: float = 200.0, *, n_eeg_channels: int | None = None,
                     bands: Sequence[tuple[str, float, float]] = BANDS
                     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Feature vector of one window and which of its blocks are present.
+    """Per-channel feature vector of one window and which of its blocks are present.
 
     Parameters
     ----------
