@@ -2,7 +2,7 @@
 
 ``rt-physio run`` prints one line per prediction. A write to stdout can block: a pipe that nobody reads is full
 after 64 KiB, and every later write waits. So the engine's callbacks only append the line to a bounded queue
-(:class:`~rt_physio.runtime.queues.DropOldestQueue`: when it is full, the oldest line is dropped and counted)
+(:class:`~rt_physio.queues.DropOldestQueue`: when it is full, the oldest line is dropped and counted)
 and return; the printer's thread formats and writes. A blocked write blocks that thread alone; when it gets
 going again, it first prints how many lines were lost.
 
@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import TextIO
 
-from rt_physio.runtime.queues import DropOldestQueue
+from rt_physio.queues import DropOldestQueue
 
 __all__ = ["LinePrinter"]
 

@@ -1,4 +1,4 @@
-"""What every publisher offers the engine: the :class:`Publisher` protocol, topic names, publish-URL dispatch.
+"""What every publisher offers the engine: the :class:`Publisher` protocol and the topic names.
 
 Topics are ``<prefix>/<session>/pred`` (every prediction), ``<prefix>/<session>/state`` (the latest prediction,
 retained; MQTT only) and ``<prefix>/<session>/status`` (``rt_physio.status/1``: ``online`` / ``degraded`` /
@@ -13,22 +13,13 @@ to the publisher's own thread through a bounded queue and return.
 
 from __future__ import annotations
 
-import ipaddress
-import logging
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-from urllib.parse import parse_qsl
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
 
-from rt_physio.errors import ConfigError
-from rt_physio.publish.schema import FORMATS, Format
+from rt_physio.publish.schema import Format
 
-if TYPE_CHECKING:
-    from rt_physio.publish.control import ControlHandler
-
-__all__ = ["DEFAULT_PREFIX", "STATUS_SCHEMA_ID", "Publisher", "control_reply_topic", "control_topic", "open_publisher",
-           "pred_topic", "state_topic", "status_topic"]
-
-log = logging.getLogger(__name__)
+__all__ = ["DEFAULT_PREFIX", "STATUS_SCHEMA_ID", "Publisher", "control_reply_topic", "control_topic", "pred_topic",
+           "state_topic", "status_topic"]
 
 DEFAULT_PREFIX = "rt_physio"
 STATUS_SCHEMA_ID = "rt_physio.status/1"
@@ -84,88 +75,3 @@ class Publisher(Protocol):
     def close(self) -> None:
         """Send what is queued (bounded wait), announce ``offline`` where the transport needs it, disconnect."""
         ...
-
-
-def open_publisher(url: str, session_ids: Sequence[str], *, insecure: bool = False,
-                   on_control: ControlHandler | None = None) -> Publisher:
-    """Create the publisher for ``url`` (``zmq://…``, ``mqtt://…`` or ``mqtts://…``).
-
-    ``on_control``, when given, answers the control commands an MQTT publisher receives on each session's
-    ``control`` topic. A ZeroMQ publisher ignores it: ZeroMQ commands go to the separate REP
-    :class:`~rt_physio.publish.control.ControlServer`.
-
-    Construction reports what cannot work (a busy port, a refused password, a bad certificate) as a
-    :class:`ConfigError` before the engine starts.
-    """
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme == "zmq":
-        from rt_physio.publish.zmq import ZmqPublisher
-
-        return ZmqPublisher(url, insecure=insecure)
-    if scheme in ("mqtt", "mqtts"):
-        from rt_physio.publish.mqtt import MqttPublisher
-
-        return MqttPublisher(url, session_ids, insecure=insecure, on_control=on_control)
-    raise ConfigError(
-        f"Unknown publish URL {url!r}: expected zmq://HOST:PORT or mqtt://[USER@]HOST:PORT[/PREFIX] "
-        "(see rt-physio run --help)."
-    )
-
-
-# -- URL helpers shared by the publishers ----------------------------------------------------------------------
-def is_loopback_host(host: str) -> bool:
-    """Return whether ``host`` (a name or an IP address) is only reachable from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def parse_query(url: str, query: str, valid: Sequence[str]) -> dict[str, str]:
-    """Return the query arguments of ``url`` as a dict, rejecting unknown and repeated names."""
-    pairs = parse_qsl(query, keep_blank_values=True)
-    out: dict[str, str] = {}
-    for name, value in pairs:
-        if name not in valid:
-            raise ConfigError(f"Unknown option {name!r} in publish URL {url!r}; valid: {', '.join(valid)}.")
-        if name in out:
-            raise ConfigError(f"Option {name!r} is given twice in publish URL {url!r}.")
-        out[name] = value
-    return out
-
-
-def query_int(url: str, options: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    """Read an integer option in ``[lo, hi]``."""
-    if name not in options:
-        return default
-    text = options[name]
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{name} in {url!r} must be an integer, got {text!r}.") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name} in {url!r} must be between {lo} and {hi}, got {value}.")
-    return value
-
-
-def query_bool(url: str, options: Mapping[str, str], name: str, default: bool) -> bool:
-    """Read a boolean option (``1/0``, ``true/false``, ``yes/no``)."""
-    if name not in options:
-        return default
-    text = options[name].lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} in {url!r} must be 1 or 0, got {options[name]!r}.")
-
-
-def query_format(url: str, options: Mapping[str, str]) -> Format:
-    """Read ``format=json|msgpack`` (default json)."""
-    text = options.get("format", "json").lower()
-    for fmt in FORMATS:
-        if text == fmt:
-            return fmt
-    raise ConfigError(f"format in {url!r} must be one of {', '.join(FORMATS)}, got {options['format']!r}.")

@@ -75,7 +75,7 @@ from rt_physio.publish.control import (
 )
 from rt_physio.publish.mqtt_url import PASSWORD_ENV, MqttUrl, parse_mqtt_url
 from rt_physio.publish.schema import Format, encode
-from rt_physio.runtime.queues import DropOldestQueue
+from rt_physio.queues import DropOldestQueue
 
 __all__ = ["PASSWORD_ENV", "MqttPublisher", "MqttUrl", "parse_mqtt_url"]
 

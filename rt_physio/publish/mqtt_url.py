@@ -12,8 +12,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from rt_physio.errors import ConfigError
-from rt_physio.publish.base import DEFAULT_PREFIX, is_loopback_host, parse_query, query_bool, query_format, query_int
+from rt_physio.publish.base import DEFAULT_PREFIX
 from rt_physio.publish.schema import Format
+from rt_physio.publish.url_query import is_loopback_host, parse_query, query_bool, query_format, query_int
 
 __all__ = ["PASSWORD_ENV", "MqttUrl", "parse_mqtt_url"]
 

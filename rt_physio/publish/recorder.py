@@ -80,7 +80,7 @@ from rt_physio.publish._layout import (
 )
 from rt_physio.publish.recording import RecordedStream, Recording, find_recording, read_recording, repair_recording
 from rt_physio.publish.schema import Prediction
-from rt_physio.runtime.queues import DropOldestQueue
+from rt_physio.queues import DropOldestQueue
 from rt_physio.sources.base import MODALITIES, Chunk, Modality, StreamInfo
 
 # The reader lives in rt_physio.publish.recording; it is re-exported here so one import serves both sides.

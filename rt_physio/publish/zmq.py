@@ -28,16 +28,9 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from rt_physio.errors import ConfigError
-from rt_physio.publish.base import (
-    STATUS_SCHEMA_ID,
-    is_loopback_host,
-    parse_query,
-    pred_topic,
-    query_format,
-    query_int,
-    status_topic,
-)
+from rt_physio.publish.base import STATUS_SCHEMA_ID, pred_topic, status_topic
 from rt_physio.publish.schema import Format, encode
+from rt_physio.publish.url_query import is_loopback_host, parse_query, query_format, query_int
 
 __all__ = ["ZmqPublisher", "ZmqUrl", "parse_zmq_url"]
 

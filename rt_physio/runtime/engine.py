@@ -11,7 +11,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,9 +22,9 @@ from rt_physio.dsp import StreamProcessor
 from rt_physio.errors import ConfigError, SourceLostError
 from rt_physio.nn.registry import LoadedModel, load_model
 from rt_physio.nn.spec import ModelSpec
-from rt_physio.publish import base as topics
-from rt_physio.publish.base import Publisher, open_publisher
+from rt_physio.publish.base import Publisher
 from rt_physio.publish.control import ControlServer
+from rt_physio.publish.publishers import open_publisher
 from rt_physio.publish.schema import Format, Prediction, encode
 from rt_physio.runtime.commands import engine_commands
 from rt_physio.runtime.executor import InferenceExecutor, InferenceResult, resolve_device
@@ -38,21 +37,11 @@ from rt_physio.sources.spec import open_source, parse_spec
 if TYPE_CHECKING:
     from rt_physio.publish.recorder import Recorder
 
-__all__ = ["Engine", "build_processor", "match_channels", "pred_topic", "status_topic"]
+__all__ = ["Engine", "build_processor", "match_channels"]
 
 log = logging.getLogger(__name__)
 
 PredictionCallback = Callable[[Prediction], None]
-
-
-def pred_topic(session_id: str) -> str:
-    """ZeroMQ/MQTT topic of a session's predictions (default prefix)."""
-    return topics.pred_topic(session_id)
-
-
-def status_topic(session_id: str) -> str:
-    """ZeroMQ/MQTT topic of a session's status messages (default prefix)."""
-    return topics.status_topic(session_id)
 
 
 def match_channels(expected: Sequence[str], available: Sequence[str], who: str, what: str) -> NDArray[np.intp] | None:
@@ -97,12 +86,6 @@ def build_processor(spec: ModelSpec, modality: Modality, source: Source, line_fr
     notch = line_freq if pre is not None and pre.notch else None
     return StreamProcessor(info.sfreq, n_channels or info.n_channels, bandpass=bandpass, notch=notch, fs_out=spec.sfreq,
                            capacity_s=max(30.0, 4 * window_s))
-
-
-@dataclass(slots=True)
-class _SessionParts:
-    config: SessionConfig
-    session: Session
 
 
 class Engine:

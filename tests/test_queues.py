@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from rt_physio.runtime.queues import DropOldestQueue
+from rt_physio.queues import DropOldestQueue
 
 
 def test_fifo_and_drop_oldest() -> None:

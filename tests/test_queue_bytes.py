@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rt_physio.runtime.queues import DropOldestQueue
+from rt_physio.queues import DropOldestQueue
 
 
 def test_byte_bound_drops_the_oldest_until_the_new_item_fits() -> None:
