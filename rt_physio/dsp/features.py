@@ -1,6 +1,6 @@
 """Classical signal features of one window: EEG band powers and ECG R peaks, heart rate / HRV.
 
-Pure numpy / scipy functions (no state), used by the classical model (:mod:`rt_physio.nn.baseline`) at run time
+Pure numpy / scipy functions (no state), used by the classical model (:mod:`rt_physio.nn.classical`) at run time
 and by its training, so both compute exactly the same numbers; :mod:`rt_physio.dsp.summary_features` builds its
 montage-agnostic statistics on the same R peaks.
 

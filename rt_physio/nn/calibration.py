@@ -32,7 +32,7 @@ N_MODALITIES = 2
 
 @runtime_checkable
 class Calibratable(Protocol):
-    """What a model offers to be calibrated (``FusionModel`` and ``BaselineModel`` both do)."""
+    """What a model offers to be calibrated (``FusionModel`` and ``ClassicalModel`` both do)."""
 
     @property
     def feature_modality(self) -> Tensor:

@@ -12,7 +12,7 @@ folder name is the model name.
     description = "..."                # optional
 
     [architecture]
-    type = "fusion"                    # rt_physio.nn.fusion.FusionModel ("baseline": see below)
+    type = "fusion"                    # rt_physio.nn.fusion.FusionModel ("classical", "hybrid": see below)
     [architecture.eeg]                 # omitted when the model has no EEG encoder; CBraMod arguments
     d_model = 200
     dim_feedforward = 800
@@ -55,18 +55,20 @@ folder name is the model name.
 ``weights.safetensors`` holds the :class:`~rt_physio.nn.fusion.FusionModel` state dict (``eeg_encoder.*``,
 ``ecg_encoder.*``, ``head.*``).
 
-A classical baseline (:class:`~rt_physio.nn.baseline.BaselineModel`: band powers, heart rate / HRV, logistic
-regression) has ``type = "baseline"`` and one table instead of the encoder tables::
+A classical model (:class:`~rt_physio.nn.classical.ClassicalModel`: band powers, heart rate / HRV, logistic
+regression) has ``type = "classical"`` and one table instead of the encoder tables::
 
     [architecture]
-    type = "baseline"
-    [architecture.baseline]
+    type = "classical"
+    [architecture.classical]
     eeg_channels = 20                  # features are per channel: inputs.eeg.channels must name all 20
     ecg = true
     bands = [1.0, 4.0, 8.0, 13.0, 30.0, 45.0]   # band edges in Hz: delta theta alpha beta gamma
 
 Its ``weights.safetensors`` holds the fitted parameters as plain tensors (``lr.<set>.mean|scale|coef|intercept``,
-``cal.<set>.*``, ``feature_modality``, ``calibration_fallback``).
+``cal.<set>.*``, ``feature_modality``, ``calibration_fallback``). Files written before the rename say
+``type = "baseline"`` and ``[architecture.baseline]``; they load unchanged
+(:data:`rt_physio.nn.model_types.LEGACY_TYPES`).
 
 A hybrid model (:class:`~rt_physio.nn.hybrid.HybridModel`: optional CBraMod encoders and/or montage-agnostic
 classical features, one linear head with a Platt map per modality set) has ``type = "hybrid"``, a
@@ -84,7 +86,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -92,19 +94,15 @@ from torch import Tensor
 from rt_physio.config import data_dirs
 from rt_physio.errors import ModelError
 from rt_physio.nn import _toml
-from rt_physio.nn.baseline import BaselineModel
 from rt_physio.nn.checkpoint import load_state_dict_checked, state_dict_mismatches
-from rt_physio.nn.fusion import FusionModel
-from rt_physio.nn.hybrid import HybridModel
-from rt_physio.nn.spec import MODEL_FILE, SCHEMA, WEIGHTS_FILE, ModelSpec, parse_spec, read_model_spec
+from rt_physio.nn.model_types import Model, model_type
+from rt_physio.nn.spec import MODEL_FILE, SCHEMA, WEIGHTS_FILE, ModelSpec, parse_model_spec, read_model_spec
 
 __all__ = ["LoadedModel", "Model", "list_models", "load_model", "resolve_model", "save_model"]
 
 logger = logging.getLogger(__name__)
 #: Marks a pre-trained encoder folder (written by ``rt-physio train pretrain``); skipped by :func:`list_models`.
 ENCODER_META = "encoder.json"
-#: What a model folder holds: the deep fusion network or the classical baseline.
-Model = FusionModel | BaselineModel | HybridModel
 
 
 @dataclass(frozen=True)
@@ -115,8 +113,9 @@ class LoadedModel:
     ----------
     spec : ModelSpec
         What ``model.toml`` says.
-    module : FusionModel | BaselineModel
-        The network, float32, in eval mode, on the requested device.
+    module : Model
+        The network (a :data:`~rt_physio.nn.model_types.MODEL_TYPES` module class), float32, in eval mode, on
+        the requested device.
     sha256 : str
         sha256 of the ``weights.safetensors`` bytes that were loaded (goes into every prediction message).
     """
@@ -236,7 +235,7 @@ def save_model(
     ----------
     directory : str | Path
         The model folder; its name is the model name.
-    module : FusionModel | BaselineModel
+    module : Model
         The network; its state dict must match ``spec_fields["architecture"]``.
     spec_fields : Mapping[str, Any]
         The ``model.toml`` content (see the module docstring). ``schema`` and ``name`` may be omitted (they
@@ -270,7 +269,7 @@ def save_model(
     provenance["weights_dtype"] = str(dtype).removeprefix("torch.")
     provenance["weights_sha256"] = "0" * 64  # placeholder while validating
     try:
-        spec = parse_spec(fields, directory)
+        spec = parse_model_spec(fields, directory)
     except (ValueError, TypeError) as exc:
         raise ModelError(f"{model_file}: {exc}") from exc
     problems = state_dict_mismatches(_build(spec).state_dict(), module.state_dict())
@@ -316,12 +315,11 @@ def list_models() -> list[ModelSpec]:
 
 def _build(spec: ModelSpec) -> Model:
     # Shapes only: the weights come from the file, so skip random initialisation (and leave the global RNG alone).
-    from rt_physio.nn.model_types import model_type
-
+    kind = model_type(spec.architecture)
     with torch.device("meta"):
-        module = model_type(spec.architecture).build(spec.architecture, len(spec.outputs), spec.sfreq)
-    assert isinstance(module, FusionModel | BaselineModel | HybridModel)
-    return module
+        module = kind.build(spec.architecture, len(spec.outputs), spec.sfreq)
+    assert isinstance(module, kind.module)
+    return cast(Model, module)  # every MODEL_TYPES module class is one of Model's
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

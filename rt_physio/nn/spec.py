@@ -19,6 +19,7 @@ from rt_physio.config import load_toml
 from rt_physio.errors import ConfigError, ModelError
 from rt_physio.nn.cbramod import PATCH_SIZE
 from rt_physio.nn.fusion import MODALITIES
+from rt_physio.nn.model_types import canonical_architecture, model_type
 
 __all__ = [
     "ACTIVATIONS",
@@ -29,7 +30,7 @@ __all__ = [
     "CalibrationSpec",
     "ModelSpec",
     "Preprocessing",
-    "parse_spec",
+    "parse_model_spec",
     "read_model_spec",
 ]
 
@@ -105,7 +106,7 @@ class ModelSpec:
     description : str
         Free text.
     architecture : dict
-        The ``[architecture]`` table (see :meth:`FusionModel.from_config`, :meth:`BaselineModel.from_config`).
+        The ``[architecture]`` table (canonical: see :mod:`rt_physio.nn.model_types`).
     sfreq : float
         Model input rate in Hz.
     window_s : float
@@ -182,13 +183,17 @@ def read_model_spec(folder: str | Path) -> ModelSpec:
     except ConfigError as exc:
         raise ModelError(str(exc)) from exc
     try:
-        return parse_spec(data, folder)
+        return parse_model_spec(data, folder)
     except (ValueError, TypeError) as exc:
         raise ModelError(f"{model_file}: {exc}") from exc
 
 
-def parse_spec(data: Mapping[str, Any], folder: Path) -> ModelSpec:
+def parse_model_spec(data: Mapping[str, Any], folder: Path) -> ModelSpec:
     """Validate the parsed ``model.toml`` content of ``folder``.
+
+    A legacy ``[architecture] type`` is read under its current name
+    (:func:`~rt_physio.nn.model_types.canonical_architecture`); :attr:`ModelSpec.architecture` holds the canonical
+    table.
 
     Raises
     ------
@@ -207,7 +212,7 @@ def parse_spec(data: Mapping[str, Any], folder: Path) -> ModelSpec:
     trained = _get(data, "trained", bool)
     description = _get(data, "description", str, default="")
 
-    arch = _get(data, "architecture", dict)
+    arch = canonical_architecture(_get(data, "architecture", dict))
     outputs = _get(data, "outputs", dict)
     names = _get(outputs, "names", list, where="outputs.names")
     if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
@@ -215,8 +220,6 @@ def parse_spec(data: Mapping[str, Any], folder: Path) -> ModelSpec:
     activation = _get(outputs, "activation", str, where="outputs.activation")
     if activation not in ACTIVATIONS:
         raise ValueError(f"outputs.activation must be one of {list(ACTIVATIONS)}, got {activation!r}.")
-    from rt_physio.nn.model_types import model_type  # the type table imports every model module
-
     parsed_arch = model_type(arch).parse(arch, len(names))
     modalities, n_eeg_channels = parsed_arch.modalities, parsed_arch.n_eeg_channels
 
@@ -244,7 +247,7 @@ def parse_spec(data: Mapping[str, Any], folder: Path) -> ModelSpec:
             raise ValueError(f"inputs.{m}.channels must be a list of distinct channel names, got {chans!r}.")
         channels[m] = tuple(chans)
         if m == "eeg" and n_eeg_channels is not None and len(chans) != n_eeg_channels:
-            raise ValueError(f"inputs.eeg.channels must name the {n_eeg_channels} EEG channels of a baseline model "
+            raise ValueError(f"inputs.eeg.channels must name the {n_eeg_channels} EEG channels of a classical model "
                              f"(its features are per channel), got {len(chans)}: {chans!r}.")
         preprocessing[m] = _parse_preprocessing(_get(preprocessing_table, m, dict, where=f"preprocessing.{m}"), m)
 

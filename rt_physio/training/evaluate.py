@@ -54,8 +54,8 @@ from rt_physio.training.datasets.base import (
 )
 from rt_physio.training.metrics import METRIC_NAMES, binary_metrics
 
-__all__ = ["evaluate", "evaluate_loaded", "load_labelled", "protected_subjects", "select_channels",
-           "window_features"]
+__all__ = ["evaluate", "evaluate_loaded", "load_labelled", "model_features", "protected_subjects",
+           "select_channels"]
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ def evaluate_loaded(loaded: LoadedModel, recordings: Sequence[Recording], sets: 
     module = loaded.module
     split = None
     if isinstance(module, Calibratable) and (calibrate is not None or not isinstance(module, FusionModel)):
-        split = window_features(module, windows, batch_size=batch_size)
+        split = model_features(module, windows, batch_size=batch_size)
     for s in sets:
         if split is None:
             assert isinstance(module, FusionModel)
@@ -243,9 +243,13 @@ def evaluate_loaded(loaded: LoadedModel, recordings: Sequence[Recording], sets: 
     return report
 
 
-def window_features(module: Calibratable, windows: WindowDataset, batch_size: int = 64
+def model_features(module: Calibratable, windows: WindowDataset, batch_size: int = 64
                     ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
-    """Features ``(n, F)`` and presence flags ``(n, 2)`` of every window, each with the modalities it has."""
+    """Return the model's own features ``(n, F)`` and presence flags ``(n, 2)`` of every window, with its modalities.
+
+    ``module.features``: hand-made features of a classical model, pooled encoder embeddings (and hand-made features)
+    of a fusion or hybrid model; each window is given only the modalities it has.
+    """
     feats: NDArray[np.float32] | None = None
     present = np.zeros((len(windows), len(MODALITIES)), dtype=bool)
     with torch.inference_mode():

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from rt_physio.nn.baseline import BaselineModel
+from rt_physio.nn.classical import ClassicalModel
 from rt_physio.nn.hybrid import SET_NAMES, HybridHead, HybridModel
 from rt_physio.training.calibration import baseline_mask, center_by_subject, population_fallback
 from rt_physio.training.datasets.base import WindowDataset, prepare
@@ -77,10 +77,10 @@ def _fingerprint(windows: Windows) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_features(model: HybridModel | BaselineModel, windows: Windows, path: Path | None
+def cached_features(model: HybridModel | ClassicalModel, windows: Windows, path: Path | None
                     ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
     """``model.features`` of every window (each with the modalities its recording has), cached in ``path``."""
-    from rt_physio.training.evaluate import window_features
+    from rt_physio.training.evaluate import model_features
 
     key = _fingerprint(windows)
     if path is not None and path.is_file():
@@ -88,7 +88,7 @@ def cached_features(model: HybridModel | BaselineModel, windows: Windows, path: 
             if str(z["key"]) == key and z["feats"].shape[1] == model.n_features:
                 return z["feats"], z["present"]
     with torch.inference_mode():
-        feats, present = window_features(model, windows.dataset, batch_size=32)
+        feats, present = model_features(model, windows.dataset, batch_size=32)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, feats=feats, present=present, key=np.array(key))

@@ -76,10 +76,10 @@ def classical_block(windows: Windows, cache: Path) -> Block:
 
 def montage_block(windows: Windows, cache: Path) -> Block:
     """Per-channel band powers of the classical baseline (:mod:`rt_physio.dsp.features`; fixed montage)."""
-    from rt_physio.nn.baseline import BaselineModel
+    from rt_physio.nn.classical import ClassicalModel
 
     n_ch = int(windows.dataset.batch([0]).inputs["eeg"].shape[1])
-    model = BaselineModel(n_eeg_channels=n_ch)
+    model = ClassicalModel(n_eeg_channels=n_ch)
     x, p = cached_features(model, windows, cache / "montage.npz")
     return x, p, model.feature_modality.numpy()
 

@@ -60,7 +60,7 @@ def run(data: str | Path, cv: str | Path, *, calibrate: float = 60.0, fold_size:
     """Score every fold (see the module docstring); returns per-fold and mean metrics per weight."""
     from rt_physio.dsp.features import BANDS, ECG_FEATURES
     from rt_physio.nn import FusionModel, load_model
-    from rt_physio.nn.baseline import BaselineModel
+    from rt_physio.nn.classical import ClassicalModel
     from rt_physio.training.calibrated_head import embed_windows
     from rt_physio.training.calibration import baseline_mask, center_by_subject
     from rt_physio.training.datasets.base import default_cache_dir
@@ -74,7 +74,7 @@ def run(data: str | Path, cv: str | Path, *, calibrate: float = 60.0, fold_size:
     is_base = baseline_mask(table.windows, calibrate)
     usable = table.present.all(axis=1) & ~is_base
     n_ch = (table.feats.shape[1] - len(ECG_FEATURES)) // (2 * len(BANDS))
-    classical_modality = BaselineModel(n_eeg_channels=n_ch).feature_modality.numpy()
+    classical_modality = ClassicalModel(n_eeg_channels=n_ch).feature_modality.numpy()
     classical, _ = center_by_subject(table.feats, table.present, subjects, is_base, classical_modality)
     folds: list[dict[str, Any]] = []
     for k, held in enumerate(subject_folds(names, fold_size)):

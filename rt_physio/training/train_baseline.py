@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from rt_physio.dsp.features import BANDS, ECG_FEATURES, channel_features
 from rt_physio.errors import ConfigError
-from rt_physio.nn.baseline import MODALITY_SETS, BaselineModel, LogisticHead
+from rt_physio.nn.classical import MODALITY_SETS, ClassicalModel, LogisticHead
 from rt_physio.nn.fusion import MODALITIES
 from rt_physio.nn.registry import save_model
 from rt_physio.nn.spec import SCHEMA, Preprocessing
@@ -178,13 +178,13 @@ def _fit_head(head: LogisticHead, x: NDArray[np.float64], y: NDArray[np.float32]
         head.intercept.copy_(torch.from_numpy(clf.intercept_))
 
 
-def fit_baseline(model: BaselineModel, feats: NDArray[np.floating], present: NDArray[np.bool_],
+def fit_baseline(model: ClassicalModel, feats: NDArray[np.floating], present: NDArray[np.bool_],
                  labels: NDArray[np.float32], c: float, *, calibrated: bool, seed: int = 0) -> None:
     """Fit the three logistic regressions of one parameter set (``lr`` or ``cal``) of ``model`` in place.
 
     Parameters
     ----------
-    model : BaselineModel
+    model : ClassicalModel
         Its ``lr.*`` (or ``cal.*`` when ``calibrated``) buffers are overwritten.
     feats, present, labels :
         Training windows: ``(n, F)`` features (centred when ``calibrated``), ``(n, 2)`` blocks present, ``(n,)``
@@ -211,7 +211,7 @@ def fit_baseline(model: BaselineModel, feats: NDArray[np.floating], present: NDA
         _fit_head(head, x[rows], labels[rows], cols, c, seed)
 
 
-def predict(model: BaselineModel, feats: NDArray[np.floating], present: NDArray[np.bool_],
+def predict(model: ClassicalModel, feats: NDArray[np.floating], present: NDArray[np.bool_],
             calibrated: bool) -> NDArray[np.float64]:
     """Probabilities ``(n,)`` of the first output from precomputed features (``model.classify`` + sigmoid)."""
     with torch.no_grad():
@@ -220,7 +220,7 @@ def predict(model: BaselineModel, feats: NDArray[np.floating], present: NDArray[
     return torch.sigmoid(logits[:, 0]).double().numpy()
 
 
-def score(model: BaselineModel, table: FeatureTable, feats: NDArray[np.floating], rows: NDArray[np.bool_], *,
+def score(model: ClassicalModel, table: FeatureTable, feats: NDArray[np.floating], rows: NDArray[np.bool_], *,
           calibrated: bool, threshold: float = 0.5) -> dict[str, dict[str, Any]]:
     """Metrics per modality set on the windows ``rows`` (scored as ``rt-physio evaluate`` scores them)."""
     out: dict[str, dict[str, Any]] = {}
@@ -232,12 +232,12 @@ def score(model: BaselineModel, table: FeatureTable, feats: NDArray[np.floating]
     return out
 
 
-def _auroc(model: BaselineModel, table: FeatureTable, feats: NDArray[np.floating], rows: NDArray[np.bool_],
+def _auroc(model: ClassicalModel, table: FeatureTable, feats: NDArray[np.floating], rows: NDArray[np.bool_],
            calibrated: bool) -> float:
     return float(score(model, table, feats, rows, calibrated=calibrated)["eeg,ecg"]["auroc"])
 
 
-def _select_and_fit(model: BaselineModel, table: FeatureTable, feats: NDArray[np.floating],
+def _select_and_fit(model: ClassicalModel, table: FeatureTable, feats: NDArray[np.floating],
                     train: NDArray[np.bool_], val: NDArray[np.bool_], *, calibrated: bool, grid: Sequence[float],
                     seed: int) -> tuple[float, dict[str, float]]:
     """Pick C on ``val`` (AUROC of the EEG + ECG set), leaving ``model`` fitted on ``train`` with that C."""
@@ -252,7 +252,7 @@ def _select_and_fit(model: BaselineModel, table: FeatureTable, feats: NDArray[np
     return best, aurocs
 
 
-def _calibrated_features(model: BaselineModel, table: FeatureTable, is_base: NDArray[np.bool_],
+def _calibrated_features(model: ClassicalModel, table: FeatureTable, is_base: NDArray[np.bool_],
                          train_subjects: Sequence[str]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Features centred per subject, the fallback coming from the training subjects' baselines only."""
     modality = model.feature_modality.cpu().numpy()
@@ -262,13 +262,13 @@ def _calibrated_features(model: BaselineModel, table: FeatureTable, is_base: NDA
     return centred, fallback
 
 
-def _new_model(table: FeatureTable) -> BaselineModel:
+def _new_model(table: FeatureTable) -> ClassicalModel:
     n_ch = (table.feats.shape[1] - len(ECG_FEATURES)) // (2 * len(BANDS))
-    return BaselineModel(n_eeg_channels=n_ch, ecg=True, n_outputs=1, sfreq=_SFREQ)
+    return ClassicalModel(n_eeg_channels=n_ch, ecg=True, n_outputs=1, sfreq=_SFREQ)
 
 
 def _fit_split(table: FeatureTable, train_subjects: Sequence[str], val_subjects: Sequence[str],
-               calibrate: float | None, grid: Sequence[float], seed: int) -> tuple[BaselineModel, dict[str, Any]]:
+               calibrate: float | None, grid: Sequence[float], seed: int) -> tuple[ClassicalModel, dict[str, Any]]:
     """Fit both parameter sets on ``train_subjects`` with C chosen on ``val_subjects``; returns the model and C info."""
     model = _new_model(table)
     train = np.isin(table.subjects.astype(str), list(train_subjects))
@@ -287,7 +287,7 @@ def _fit_split(table: FeatureTable, train_subjects: Sequence[str], val_subjects:
     return model, info
 
 
-def _evaluate_split(model: BaselineModel, table: FeatureTable, subjects: Sequence[str], calibrate: float | None,
+def _evaluate_split(model: ClassicalModel, table: FeatureTable, subjects: Sequence[str], calibrate: float | None,
                     train_subjects: Sequence[str]) -> dict[str, Any]:
     rows = np.isin(table.subjects.astype(str), list(subjects))
     out: dict[str, Any] = {"uncalibrated": score(model, table, table.feats, rows, calibrated=False)}
@@ -354,7 +354,7 @@ def cross_validate(table: FeatureTable, *, fold_size: int = 4, calibrate: float 
             "summary": summary, "folds": per_fold}
 
 
-def _pool(pooled: dict[str, dict[str, list[Any]]], model: BaselineModel, table: FeatureTable,
+def _pool(pooled: dict[str, dict[str, list[Any]]], model: ClassicalModel, table: FeatureTable,
           held_out: Sequence[str], calibrate: float | None, train_part: Sequence[str]) -> None:
     rows = np.isin(table.subjects.astype(str), list(held_out))
     variants: list[tuple[str, NDArray[np.floating], NDArray[np.bool_], bool]] = [
@@ -448,7 +448,7 @@ def _card(cfg: BaselineConfig, table: FeatureTable, info: dict[str, Any], valida
         "schema": SCHEMA,
         "trained": True,
         "description": description,
-        "architecture": {"type": "baseline", "baseline": {
+        "architecture": {"type": "classical", "classical": {
             "eeg_channels": len(channels), "ecg": True, "bands": [*(lo for _, lo, _ in BANDS), BANDS[-1][2]]}},
         "inputs": {"sfreq": _SFREQ, "window_s": _WINDOW_S, "scale_uv": _SCALE_UV, "eeg": {"channels": channels},
                    "ecg": {"channels": []}},

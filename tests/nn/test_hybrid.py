@@ -35,7 +35,7 @@ def test_features_have_one_length_for_any_montage() -> None:
 
 
 def test_model_type_table_builds_every_type() -> None:
-    assert {"fusion", "baseline", "hybrid"} <= set(MODEL_TYPES)
+    assert {"fusion", "classical", "hybrid"} <= set(MODEL_TYPES)
     arch = {"type": "hybrid", "hybrid": {"features": True}}
     assert model_type(arch).parse(arch, 1).modalities == ("eeg", "ecg")
     with pytest.raises(ValueError, match=r"architecture\.type must be one of"):

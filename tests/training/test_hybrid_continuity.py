@@ -23,7 +23,7 @@ import torch
 
 from rt_physio.nn import load_model
 from rt_physio.nn.hybrid import HybridModel
-from rt_physio.training.evaluate import window_features
+from rt_physio.training.evaluate import model_features
 from rt_physio.training.hybrid import centre, load_windows
 from tests.training.conftest import eegmat_subset
 
@@ -36,7 +36,7 @@ def stretch(tmp_path_factory: pytest.TempPathFactory, eegmat_dir: Path, cache_di
     assert isinstance(loaded.module, HybridModel)
     data = eegmat_subset(eegmat_dir, tmp_path_factory.mktemp("cont") / "data", SUBJECTS)
     windows = load_windows(data, SUBJECTS, cache=cache_dir)
-    feats, present = window_features(loaded.module, windows.dataset)
+    feats, present = model_features(loaded.module, windows.dataset)
     return loaded.module, windows, feats, present
 
 

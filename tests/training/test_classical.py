@@ -13,7 +13,7 @@ import torch
 
 from rt_physio.cli import main
 from rt_physio.errors import ModelError
-from rt_physio.nn.baseline import BaselineModel
+from rt_physio.nn.classical import ClassicalModel
 from rt_physio.nn.registry import load_model, save_model
 from rt_physio.training.calibration import (
     baseline_mask,
@@ -116,7 +116,7 @@ def test_trained_folder_has_no_pickle_and_declares_calibration(trained: Path) ->
             "feature_modality"} <= set(header)
     loaded = load_model(trained)
     spec = loaded.spec
-    assert isinstance(loaded.module, BaselineModel)
+    assert isinstance(loaded.module, ClassicalModel)
     assert spec.calibration is not None and spec.calibration.seconds == 30.0 and spec.calibration.expects
     assert spec.calibration.level == "features"
     assert len(spec.channels["eeg"]) == 20
@@ -154,7 +154,7 @@ def test_round_trip_and_features_plus_classify_equal_forward(trained: Path, data
                                                              tmp_path: Path) -> None:
     loaded = load_model(trained)
     model = loaded.module
-    assert isinstance(model, BaselineModel) and model.traceable is False
+    assert isinstance(model, ClassicalModel) and model.traceable is False
     eeg, ecg = _real_windows(data_dir, trained.parent.parent / "cache")
     with torch.no_grad():
         out = model(eeg=eeg, ecg=ecg)

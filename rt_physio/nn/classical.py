@@ -1,4 +1,4 @@
-"""The classical baseline: EEG band powers and ECG heart rate / HRV, then logistic regression per modality set.
+"""The classical model: EEG band powers and ECG heart rate / HRV, then logistic regression per modality set.
 
 Features come from :func:`rt_physio.dsp.features.channel_features` (numpy, one window at a time), so this
 module is **not traceable** (``traceable = False``): the engine runs it eagerly on the CPU. It is also the cheapest
@@ -9,7 +9,7 @@ one per modality set (EEG + ECG, EEG alone, ECG alone); each row uses the one of
 regression's weights on a block it does not use are zero. Two parameter sets exist: ``lr.*`` trained on raw
 features, and ``cal.*`` trained on features centred on each person's rest baseline
 (:mod:`rt_physio.training.calibration`); ``classify(..., calibrated=True)`` uses the latter and expects centred
-features (:meth:`BaselineModel.classify` is the same call as :meth:`FusionModel.classify`). Every parameter
+features (:meth:`ClassicalModel.classify` is the same call as :meth:`FusionModel.classify`). Every parameter
 is a plain tensor in the state dict (``lr.eeg_ecg.mean``, ``.scale``, ``.coef``, ``.intercept``, ...), so the
 model folder needs no pickle.
 """
@@ -27,11 +27,11 @@ from torch import Tensor, nn
 
 from rt_physio.dsp.features import BANDS, ECG_FEATURES, channel_features, eeg_feature_count
 
-__all__ = ["BASELINE_KEYS", "MODALITY_SETS", "BaselineArchitecture", "BaselineModel", "LogisticHead",
-           "parse_baseline_architecture"]
+__all__ = ["CLASSICAL_KEYS", "MODALITY_SETS", "ClassicalArchitecture", "ClassicalModel", "LogisticHead",
+           "parse_classical_architecture"]
 
-#: Keys of ``[architecture.baseline]``.
-BASELINE_KEYS: tuple[str, ...] = ("eeg_channels", "ecg", "bands")
+#: Keys of ``[architecture.classical]``.
+CLASSICAL_KEYS: tuple[str, ...] = ("eeg_channels", "ecg", "bands")
 #: Classifier names, one per modality set (state-dict prefixes ``lr.<set>.`` and ``cal.<set>.``).
 MODALITY_SETS: tuple[str, str, str] = ("eeg_ecg", "eeg", "ecg")
 _DEFAULT_BANDS = tuple((lo, hi) for _, lo, hi in BANDS)
@@ -67,7 +67,7 @@ class LogisticHead(nn.Module):
         return z @ self.coef.T + self.intercept  # (B, n_outputs)
 
 
-class BaselineModel(nn.Module):
+class ClassicalModel(nn.Module):
     """Band powers + HRV features and one logistic regression per modality set.
 
     Parameters
@@ -107,8 +107,8 @@ class BaselineModel(nn.Module):
         edges = [*(lo for lo, _ in bands), bands[-1][1]] if len(bands) else []
         if any(hi != nxt for (_, hi), (nxt, _) in itertools.pairwise(bands)):
             raise ValueError(f"The 'bands' parameter must be contiguous (low, high) pairs, got {list(bands)}.")
-        arch = parse_baseline_architecture(
-            {"type": "baseline", "baseline": {"eeg_channels": n_eeg_channels, "ecg": ecg, "bands": edges}}, n_outputs)
+        arch = parse_classical_architecture(
+            {"type": "classical", "classical": {"eeg_channels": n_eeg_channels, "ecg": ecg, "bands": edges}}, n_outputs)
         if not sfreq > 0:
             raise ValueError(f"The 'sfreq' parameter must be a positive number, got {sfreq!r}.")
         self.n_eeg_channels = arch.eeg_channels
@@ -126,9 +126,9 @@ class BaselineModel(nn.Module):
 
     @classmethod
     def from_config(cls, arch: Mapping[str, Any], n_outputs: int | None = None, sfreq: float = 200.0
-                    ) -> BaselineModel:
-        """Build an (untrained) model from a validated ``[architecture]`` table (``type = "baseline"``)."""
-        parsed = parse_baseline_architecture(arch, n_outputs)
+                    ) -> ClassicalModel:
+        """Build an (untrained) model from a validated ``[architecture]`` table (``type = "classical"``)."""
+        parsed = parse_classical_architecture(arch, n_outputs)
         return cls(parsed.eeg_channels, parsed.ecg, parsed.n_outputs, sfreq, parsed.bands)
 
     @torch.no_grad()
@@ -154,13 +154,13 @@ class BaselineModel(nn.Module):
         x_ecg = ecg if self.uses_ecg else None
         given = [x for x in (eeg, ecg) if x is not None]
         if not given:
-            raise ValueError("BaselineModel.features needs at least one of 'eeg' and 'ecg', got neither.")
+            raise ValueError("ClassicalModel.features needs at least one of 'eeg' and 'ecg', got neither.")
         for name, x in (("eeg", eeg), ("ecg", ecg)):
             if x is not None and x.ndim != 4:
                 raise ValueError(f"The '{name}' parameter must be (batch, channels, patches, samples), got shape "
                                  f"{tuple(x.shape)}.")
         if x_eeg is not None and x_eeg.shape[1] != self.n_eeg_channels:
-            raise ValueError(f"The 'eeg' parameter has {x_eeg.shape[1]} channels; this baseline model was trained on "
+            raise ValueError(f"The 'eeg' parameter has {x_eeg.shape[1]} channels; this classical model was trained on "
                              f"{self.n_eeg_channels} (its features are per channel, in model.toml's order).")
         batch = {int(x.shape[0]) for x in given}
         if len(batch) != 1:
@@ -214,8 +214,8 @@ class BaselineModel(nn.Module):
 
 
 @dataclass(frozen=True)
-class BaselineArchitecture:
-    """A validated ``[architecture]`` table of ``type = "baseline"``."""
+class ClassicalArchitecture:
+    """A validated ``[architecture]`` table of ``type = "classical"``."""
 
     eeg_channels: int
     ecg: bool
@@ -228,8 +228,11 @@ class BaselineArchitecture:
         return tuple(m for m, used in (("eeg", self.eeg_channels > 0), ("ecg", self.ecg)) if used)
 
 
-def parse_baseline_architecture(arch: Mapping[str, Any], n_outputs: int | None = None) -> BaselineArchitecture:
-    """Validate ``[architecture]`` with ``type = "baseline"`` and its ``[architecture.baseline]`` table.
+def parse_classical_architecture(arch: Mapping[str, Any], n_outputs: int | None = None) -> ClassicalArchitecture:
+    """Validate ``[architecture]`` with ``type = "classical"`` and its ``[architecture.classical]`` table.
+
+    A legacy ``type = "baseline"`` table is mapped to this one by :func:`rt_physio.nn.model_types.model_type`
+    before it gets here.
 
     ``eeg_channels`` (int >= 0, required), ``ecg`` (bool, required), ``bands`` (increasing band edges in Hz:
     ``[1, 4, 8, 13, 30, 45]`` = δ θ α β γ, the default; contiguous bands).
@@ -237,36 +240,36 @@ def parse_baseline_architecture(arch: Mapping[str, Any], n_outputs: int | None =
     Raises
     ------
     ValueError
-        A missing, unknown or invalid key, named as ``architecture.baseline.<key>``.
+        A missing, unknown or invalid key, named as ``architecture.classical.<key>``.
     """
     if not isinstance(arch, Mapping):
         raise ValueError(f"architecture must be a table, got {type(arch).__name__}.")
-    unknown = sorted(set(arch) - {"type", "baseline"})
+    unknown = sorted(set(arch) - {"type", "classical"})
     if unknown:
-        raise ValueError(f"architecture has unknown keys {unknown} for type 'baseline'; allowed: type, baseline.")
-    if arch.get("type") != "baseline":
-        raise ValueError(f"architecture.type must be 'baseline', got {arch.get('type')!r}.")
-    table = arch.get("baseline")
+        raise ValueError(f"architecture has unknown keys {unknown} for type 'classical'; allowed: type, classical.")
+    if arch.get("type") != "classical":
+        raise ValueError(f"architecture.type must be 'classical', got {arch.get('type')!r}.")
+    table = arch.get("classical")
     if not isinstance(table, Mapping):
-        raise ValueError("architecture.baseline must be a table (eeg_channels, ecg, bands).")
-    unknown = sorted(set(table) - set(BASELINE_KEYS))
+        raise ValueError("architecture.classical must be a table (eeg_channels, ecg, bands).")
+    unknown = sorted(set(table) - set(CLASSICAL_KEYS))
     if unknown:
-        raise ValueError(f"architecture.baseline has unknown keys {unknown}; allowed: {list(BASELINE_KEYS)}.")
+        raise ValueError(f"architecture.classical has unknown keys {unknown}; allowed: {list(CLASSICAL_KEYS)}.")
     n_ch = table.get("eeg_channels")
     if isinstance(n_ch, bool) or not isinstance(n_ch, int) or n_ch < 0:
-        raise ValueError(f"architecture.baseline.eeg_channels must be an integer >= 0, got {n_ch!r}.")
+        raise ValueError(f"architecture.classical.eeg_channels must be an integer >= 0, got {n_ch!r}.")
     ecg = table.get("ecg")
     if not isinstance(ecg, bool):
-        raise ValueError(f"architecture.baseline.ecg must be true or false, got {ecg!r}.")
+        raise ValueError(f"architecture.classical.ecg must be true or false, got {ecg!r}.")
     if n_ch == 0 and not ecg:
-        raise ValueError("architecture.baseline needs EEG channels (eeg_channels > 0) or ECG (ecg = true).")
+        raise ValueError("architecture.classical needs EEG channels (eeg_channels > 0) or ECG (ecg = true).")
     raw = table.get("bands", list(_DEFAULT_EDGES))
     if (not isinstance(raw, list | tuple) or len(raw) < 2
             or not all(isinstance(f, int | float) and not isinstance(f, bool) for f in raw)
             or raw[0] < 0 or any(b <= a for a, b in itertools.pairwise(raw))):
-        raise ValueError("architecture.baseline.bands must be increasing band edges in Hz (at least two, >= 0), e.g. "
+        raise ValueError("architecture.classical.bands must be increasing band edges in Hz (at least two, >= 0), e.g. "
                          f"{list(_DEFAULT_EDGES)}, got {raw!r}.")
     bands = tuple((float(a), float(b)) for a, b in itertools.pairwise(raw))
     if n_outputs is None or isinstance(n_outputs, bool) or not isinstance(n_outputs, int) or n_outputs < 1:
-        raise ValueError(f"A baseline model needs a positive number of outputs, got {n_outputs!r}.")
-    return BaselineArchitecture(n_ch, ecg, bands, n_outputs)
+        raise ValueError(f"A classical model needs a positive number of outputs, got {n_outputs!r}.")
+    return ClassicalArchitecture(n_ch, ecg, bands, n_outputs)
