@@ -22,11 +22,15 @@ $(STAMP): pyproject.toml Makefile
 run: install
 	$(BIN)/rt-physio run $(RUN_ARGS)
 
-# Tests need a real MQTT broker binary (each test starts its own on a free loopback port).
+# Tests need a real MQTT broker binary (each test starts its own on a free loopback port), and a real headless
+# browser for the dashboard tests (Debian's chromium, driven by selenium through chromium-driver).
 system-deps:
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
 		echo "installing Debian's mosquitto (MQTT broker used by the tests)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; }
+	@{ test -x /usr/bin/chromium && test -x /usr/bin/chromedriver; } || { \
+		echo "installing Debian's chromium and chromium-driver (headless browser for the dashboard tests)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 lint: install
 	$(BIN)/ruff check rt_physio tests benchmarks examples

@@ -15,6 +15,7 @@ from rt_physio import __version__
 from rt_physio.bench import cli as bench_cli
 from rt_physio.checks import number_arg
 from rt_physio.console import LinePrinter
+from rt_physio.dashboard import cli as dashboard_cli
 from rt_physio.errors import RtPhysioError
 from rt_physio.sources import commands as sources_cli
 from rt_physio.training import cli as training_cli
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cli.register(sub)
     training_cli.register(sub)
     sources_cli.register(sub)
+    dashboard_cli.register(sub)
     return parser
 
 
