@@ -97,14 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="do not print one line per prediction")
     run.set_defaults(handler=_cmd_run)
 
-    sub.add_parser("devices", help="list visible LSL streams, BrainFlow boards and device profiles").set_defaults(
-        handler=_cmd_devices)
-    sub.add_parser("models", help="list the models found in models/ folders").set_defaults(handler=_cmd_models)
     # Other command groups register themselves here: each module's register(sub) adds subparsers whose
     # handler(args, out) -> int does the work.
+    sources_cli.register(sub)
+    sub.add_parser("models", help="list the models found in models/ folders").set_defaults(handler=_cmd_models)
     bench_cli.register(sub)
     training_cli.register(sub)
-    sources_cli.register(sub)
     dashboard_cli.register(sub)
     return parser
 
@@ -218,13 +216,6 @@ def _run_engine(args: argparse.Namespace, config: EngineConfig, printer: LinePri
     if printer.dropped:
         printer.put(f"printer: {printer.dropped} line(s) not printed (the output was not read fast enough); "
                     "publishing was not affected")
-    return 0
-
-
-def _cmd_devices(args: argparse.Namespace, out: TextIO) -> int:
-    from rt_physio.sources.devices import format_report, list_devices
-
-    out.write(format_report(list_devices()) + "\n")
     return 0
 
 

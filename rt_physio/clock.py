@@ -100,11 +100,6 @@ class WallClockMap:
         if gap:
             self.offset += max(-room, min(room, gap))
 
-    def to_local(self, wall: float) -> float:
-        """Convert one wall-clock timestamp to the engine clock."""
-        return wall - self.offset
-
-
 class ClockGuard:
     """Keep one stream's timestamps on the engine clock when the stream's own clock jumps.
 

@@ -49,7 +49,6 @@ exception is logged with its traceback and answered as an internal error.
 
 MAX_COMMAND_BYTES = 64 * 1024
 MAX_DIGITS = 30  # digits of an integer in a command (Python refuses to read more than 4300 at all)
-DEFAULT_CONTROL_URL = "zmq://127.0.0.1:5557"
 _TRANSPORT_KEYS = ("session", "id")  # taken out of the command before the handler sees it
 # ZeroMQ drops (disconnects) a peer that sends more: the memory bound. Anything from 64 KiB to this is received
 # and answered politely, so a client that sends a few megabytes by mistake learns why.

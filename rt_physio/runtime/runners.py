@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from rt_physio.sources.base import Modality
 
-__all__ = ["BUCKETS", "CudaGraphRunner", "EagerRunner", "Runner", "ShapeKey", "TracedRunner", "bucket_for",
+__all__ = ["BUCKETS", "CudaGraphRunner", "Runner", "ShapeKey", "TracedRunner", "bucket_for",
            "make_runner"]
 
 log = logging.getLogger(__name__)
@@ -107,9 +107,6 @@ class Runner:
         with self._autocast():
             out: Tensor = self.module(eeg=kwargs.get("eeg"), ecg=kwargs.get("ecg"))
         return out.float()
-
-
-EagerRunner = Runner
 
 
 class _SpecialisingRunner(Runner):

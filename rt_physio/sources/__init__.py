@@ -5,7 +5,8 @@ entry point), ``lsl`` / ``lsl_streams`` (LSL inlets and stream resolution), ``br
 ``brainflow_boards`` (shared BrainFlow board sessions, board names and parameters), ``profiles`` (device profiles
 in ``drivers/``), ``devices`` (what ``rt-physio devices`` lists), ``units``, ``recordings`` (EDF/BDF, WFDB, XDF,
 CSV and DREAMER.mat read for replay), ``replay`` (the drift-free LSL player and the ``replay:`` SPEC), ``polar``
-(Polar H10 over Bluetooth LE) and ``commands`` (``rt-physio replay`` and ``devices --ble``).
+(Polar H10 over Bluetooth LE: scanning and the source), ``polar_protocol`` (its frames and strap clock) and
+``commands`` (``rt-physio devices`` and ``rt-physio replay``).
 """
 
 from rt_physio.sources.base import Chunk, Modality, Source, SourceStats, StreamInfo

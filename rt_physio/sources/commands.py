@@ -1,7 +1,6 @@
-"""``rt-physio replay`` and the options of ``rt-physio devices`` that belong to the sources.
+"""The sources' commands: ``rt-physio devices`` (what can be read here) and ``rt-physio replay``.
 
-:func:`register` adds the ``replay`` subcommand and the ``--ble`` / ``--wait`` options of ``devices``;
-``rt_physio.cli.build_parser`` calls it.
+:func:`register` adds both subcommands; ``rt_physio.cli.build_parser`` calls it.
 """
 
 from __future__ import annotations
@@ -26,7 +25,13 @@ def _labels(text: str) -> tuple[str, ...]:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``replay`` to ``sub`` and the BLE options to its ``devices`` subcommand (when present)."""
+    """Add the ``devices`` and ``replay`` subcommands to ``sub``."""
+    devices = sub.add_parser("devices", help="list visible LSL streams, BrainFlow boards and device profiles")
+    devices.add_argument("--ble", action="store_true", help="also scan for Bluetooth LE devices (Polar H10)")
+    devices.add_argument("--wait", type=number_arg("wait"), default=1.0, metavar="S",
+                         help="seconds to listen for LSL streams (and BLE advertisements)")
+    devices.set_defaults(handler=_cmd_devices)
+
     replay = sub.add_parser(
         "replay", help="replay a recording into LSL outlets in real time",
         description="Replay a recording (EDF/BDF, WFDB, XDF, CSV, DREAMER.mat, an rt-physio run --record folder) "
@@ -52,13 +57,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     replay.add_argument("--eeg-channels", type=_labels, metavar="A,B,…", help="labels to replay as EEG")
     replay.add_argument("--ecg-channels", type=_labels, metavar="A,B,…", help="labels to replay as ECG")
     replay.set_defaults(handler=_cmd_replay)
-
-    devices = sub.choices.get("devices")
-    if devices is not None:
-        devices.add_argument("--ble", action="store_true", help="also scan for Bluetooth LE devices (Polar H10)")
-        devices.add_argument("--wait", type=number_arg("wait"), default=1.0, metavar="S",
-                             help="seconds to listen for LSL streams (and BLE advertisements)")
-        devices.set_defaults(handler=_cmd_devices)
 
 
 def _cmd_replay(args: argparse.Namespace, out: TextIO) -> int:

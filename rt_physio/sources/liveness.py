@@ -98,11 +98,6 @@ class Liveness:
         """Samples received so far."""
         return self._samples
 
-    @property
-    def last_arrival(self) -> float:
-        """Engine-clock time the newest chunk arrived (NaN before the first)."""
-        return self._last_arrival
-
     def start(self, now: float) -> None:
         """Start the stall clock of the first sample now (the source starts)."""
         self._started = float(now)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["EEGMAT_SPLIT", "Split", "eegmat_split", "subject_folds", "subject_split"]
+__all__ = ["Split", "eegmat_split", "subject_folds", "subject_split"]
 
 
 @dataclass(frozen=True)
@@ -23,14 +23,6 @@ class Split:
     validation: tuple[str, ...]
     test: tuple[str, ...] = ()
 
-    def part_of(self, subject: str) -> str | None:
-        """``"train"``, ``"validation"``, ``"test"`` or None for a subject in no part."""
-        for part in ("train", "validation", "test"):
-            if subject in getattr(self, part):
-                return part
-        return None
-
-
 def eegmat_split() -> Split:
     """Return the CBraMod split of EEGMAT: train 00-27, validation 28-31, test 32-35."""
     return Split(
@@ -38,9 +30,6 @@ def eegmat_split() -> Split:
         validation=tuple(f"Subject{i:02d}" for i in range(28, 32)),
         test=tuple(f"Subject{i:02d}" for i in range(32, 36)),
     )
-
-
-EEGMAT_SPLIT = eegmat_split()
 
 
 def subject_split(subjects: Sequence[str], *, validation: int, test: int = 0, seed: int = 0) -> Split:
