@@ -38,7 +38,7 @@ from rt_physio.dashboard.feeds import Feed, open_feed
 from rt_physio.dashboard.messages import decode_message
 from rt_physio.dashboard.state import Hub
 from rt_physio.errors import ConfigError
-from rt_physio.publish.base import is_loopback_host
+from rt_physio.publish.url_query import is_loopback_host
 from rt_physio.publish.zmq import parse_zmq_url
 
 __all__ = ["Dashboard", "parse_bind"]
