@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.installed
 # instead of resolving a multi-GB CUDA build for it.
 TORCH  := $(shell grep -m1 -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
 RUN_ARGS ?=
+# make run serves the live dashboard page too (its address is in the first line printed); DASHBOARD= turns it off
+DASHBOARD ?= --dashboard 127.0.0.1:8050
 
 .PHONY: install run test lint typecheck pytest system-deps bench clean
 
@@ -20,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 run: install
-	$(BIN)/rt-physio run $(RUN_ARGS)
+	$(BIN)/rt-physio run $(DASHBOARD) $(RUN_ARGS)
 
 # Tests need a real MQTT broker binary (each test starts its own on a free loopback port), and a real headless
 # browser for the dashboard tests (Debian's chromium, driven by selenium through chromium-driver).

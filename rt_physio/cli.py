@@ -15,6 +15,7 @@ from rt_physio import __version__
 from rt_physio.bench import cli as bench_cli
 from rt_physio.checks import number_arg
 from rt_physio.console import LinePrinter
+from rt_physio.dashboard import DEFAULT_BIND
 from rt_physio.dashboard import cli as dashboard_cli
 from rt_physio.errors import RtPhysioError
 from rt_physio.sources import commands as sources_cli
@@ -95,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--record", metavar="DIR",
                      help="record raw streams and predictions to a new folder in DIR (Parquet; crash-safe)")
     run.add_argument("--quiet", action="store_true", help="do not print one line per prediction")
+    run.add_argument("--dashboard", nargs="?", const=DEFAULT_BIND, metavar="HOST:PORT",
+                     help=f"also serve the live dashboard page from this process (HOST:PORT default {DEFAULT_BIND}); "
+                          "it reads the engine's own --publish like any subscriber (default: no dashboard)")
     run.set_defaults(handler=_cmd_run)
 
     # Other command groups register themselves here: each module's register(sub) adds subparsers whose
@@ -175,7 +179,14 @@ def _run_engine(args: argparse.Namespace, config: EngineConfig, printer: LinePri
     def show(prediction: Any) -> None:
         printer.put(_prediction_line(prediction))
 
-    engine = Engine(config, on_prediction=None if args.quiet else show)
+    # the dashboard's port is bound first: a busy one is reported before any device is opened
+    dashboard = None if args.dashboard is None else dashboard_cli.engine_dashboard(config, args.dashboard)
+    try:
+        engine = Engine(config, on_prediction=None if args.quiet else show)
+    except BaseException:
+        if dashboard is not None:
+            dashboard.close()
+        raise
     engine.count_drops("printer", lambda: printer.dropped)
 
     signals_seen = [0]
@@ -194,10 +205,15 @@ def _run_engine(args: argparse.Namespace, config: EngineConfig, printer: LinePri
         urls = ", ".join(config.publish)
         recording = f"; recording to {engine.recorder.path}" if engine.recorder is not None else ""
         control = f"; commands on {config.control}" if config.control is not None else ""
-        printer.put(f"rt-physio {__version__}: model {model.name}{note}; publishing on {urls}{control}{recording}; "
-                    f"{len(config.sessions)} session(s); Ctrl-C to stop")
+        if dashboard is not None:
+            dashboard.start()
+        page = f"; dashboard on {dashboard.url}" if dashboard is not None else ""
+        printer.put(f"rt-physio {__version__}: model {model.name}{note}; publishing on {urls}{control}{recording}"
+                    f"{page}; {len(config.sessions)} session(s); Ctrl-C to stop")
         engine.run(config.duration_s)
     finally:
+        if dashboard is not None:
+            dashboard.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     for sid, session in engine.sessions.items():

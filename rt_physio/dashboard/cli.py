@@ -7,12 +7,16 @@ import logging
 import signal
 import threading
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rt_physio.checks import number_arg
 from rt_physio.dashboard import DEFAULT_BIND, DEFAULT_CONNECT
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from rt_physio.config import EngineConfig
+    from rt_physio.dashboard.server import Dashboard
+
+__all__ = ["engine_dashboard", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -64,3 +68,21 @@ def _cmd_dashboard(args: argparse.Namespace, out: TextIO) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def engine_dashboard(config: EngineConfig, bind: str) -> Dashboard:
+    """Build the dashboard ``rt-physio run --dashboard`` serves, subscribed to the engine's own first publish URL.
+
+    A ZeroMQ URL is preferred (no broker in between); a bound wildcard address is read on loopback. The engine's
+    ZeroMQ ``--control`` enables the calibrate button. Nothing is started: call ``start()``.
+    """
+    from rt_physio.dashboard.server import Dashboard
+    from rt_physio.errors import ConfigError
+
+    urls = [url for url in config.publish if url.lower().startswith("zmq://")] or list(config.publish)
+    if not urls:
+        raise ConfigError("--dashboard reads the engine's own messages: give it a --publish URL.")
+    feed = urls[0].split("?", 1)[0] if urls[0].lower().startswith("zmq://") else urls[0]
+    feed = feed.replace("://0.0.0.0:", "://127.0.0.1:").replace("://*:", "://127.0.0.1:")
+    control = config.control if config.control is not None and config.control.lower().startswith("zmq://") else None
+    return Dashboard([feed], bind, control=control, insecure=config.insecure)
