@@ -97,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="record raw streams and predictions to a new folder in DIR (Parquet; crash-safe)")
     run.add_argument("--quiet", action="store_true", help="do not print one line per prediction")
     run.add_argument("--dashboard", nargs="?", const=DEFAULT_BIND, metavar="HOST:PORT",
-                     help=f"also serve the live dashboard page from this process (HOST:PORT default {DEFAULT_BIND}); "
-                          "it reads the engine's own --publish like any subscriber (default: no dashboard)")
+                     help=f"also serve the live dashboard page (HOST:PORT default {DEFAULT_BIND}) from a child "
+                          "process that reads the engine's own --publish like any subscriber, so it never holds up "
+                          "the engine (default: no dashboard)")
     run.set_defaults(handler=_cmd_run)
 
     # Other command groups register themselves here: each module's register(sub) adds subparsers whose
@@ -179,10 +180,16 @@ def _run_engine(args: argparse.Namespace, config: EngineConfig, printer: LinePri
     def show(prediction: Any) -> None:
         printer.put(_prediction_line(prediction))
 
-    # the dashboard's port is bound first: a busy one is reported before any device is opened
-    dashboard = None if args.dashboard is None else dashboard_cli.engine_dashboard(config, args.dashboard)
+    dashboard = None
+    if args.dashboard is not None:  # a child process, started while the engine loads its model and opens devices
+        from rt_physio.dashboard.child import EngineDashboard
+
+        dashboard = EngineDashboard(config.publish, args.dashboard, control=config.control, insecure=config.insecure)
+        dashboard.start()
     try:
         engine = Engine(config, on_prediction=None if args.quiet else show)
+        if dashboard is not None:
+            dashboard.wait_ready()
     except BaseException:
         if dashboard is not None:
             dashboard.close()
@@ -205,8 +212,6 @@ def _run_engine(args: argparse.Namespace, config: EngineConfig, printer: LinePri
         urls = ", ".join(config.publish)
         recording = f"; recording to {engine.recorder.path}" if engine.recorder is not None else ""
         control = f"; commands on {config.control}" if config.control is not None else ""
-        if dashboard is not None:
-            dashboard.start()
         page = f"; dashboard on {dashboard.url}" if dashboard is not None else ""
         printer.put(f"rt-physio {__version__}: model {model.name}{note}; publishing on {urls}{control}{recording}"
                     f"{page}; {len(config.sessions)} session(s); Ctrl-C to stop")

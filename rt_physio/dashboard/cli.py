@@ -5,18 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from rt_physio.checks import number_arg
 from rt_physio.dashboard import DEFAULT_BIND, DEFAULT_CONNECT
 
-if TYPE_CHECKING:
-    from rt_physio.config import EngineConfig
-    from rt_physio.dashboard.server import Dashboard
-
-__all__ = ["engine_dashboard", "register"]
+__all__ = ["register"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +40,8 @@ def register(sub: Any) -> None:
                         help="show a session offline after S seconds without a message (default: 12; keep it "
                              "above the engines' --status-every)")
     parser.add_argument("--duration", type=number_arg("duration"), metavar="S", help="stop after S seconds")
+    # `rt-physio run --dashboard` runs this command as its child: it ends when the engine's end of stdin closes
+    parser.add_argument("--exit-with-stdin", action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(handler=_cmd_dashboard)
 
 
@@ -57,6 +56,8 @@ def _cmd_dashboard(args: argparse.Namespace, out: TextIO) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if args.exit_with_stdin:
+        threading.Thread(target=_wait_for_eof, args=(stop,), name="dashboard-parent", daemon=True).start()
     try:
         dashboard.start()
         out.write(f"rt-physio dashboard on {dashboard.url} reading {', '.join(f.url for f in dashboard.feeds)}"
@@ -70,19 +71,8 @@ def _cmd_dashboard(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def engine_dashboard(config: EngineConfig, bind: str) -> Dashboard:
-    """Build the dashboard ``rt-physio run --dashboard`` serves, subscribed to the engine's own first publish URL.
-
-    A ZeroMQ URL is preferred (no broker in between); a bound wildcard address is read on loopback. The engine's
-    ZeroMQ ``--control`` enables the calibrate button. Nothing is started: call ``start()``.
-    """
-    from rt_physio.dashboard.server import Dashboard
-    from rt_physio.errors import ConfigError
-
-    urls = [url for url in config.publish if url.lower().startswith("zmq://")] or list(config.publish)
-    if not urls:
-        raise ConfigError("--dashboard reads the engine's own messages: give it a --publish URL.")
-    feed = urls[0].split("?", 1)[0] if urls[0].lower().startswith("zmq://") else urls[0]
-    feed = feed.replace("://0.0.0.0:", "://127.0.0.1:").replace("://*:", "://127.0.0.1:")
-    control = config.control if config.control is not None and config.control.lower().startswith("zmq://") else None
-    return Dashboard([feed], bind, control=control, insecure=config.insecure)
+def _wait_for_eof(stop: threading.Event) -> None:
+    """Set ``stop`` once stdin reaches its end (the parent engine closed it, or died)."""
+    while sys.stdin.buffer.read(4096):
+        pass
+    stop.set()

@@ -1,7 +1,7 @@
 """Subscribers the dashboard reads engines through: a ZeroMQ SUB socket or an MQTT client, one per ``--connect``.
 
 ``zmq://HOST:PORT`` connects a SUB socket to an engine's PUB (topics ``rt_physio/<session>/pred|status|preview``);
-ZeroMQ reconnects by itself (0.5 s, backing off to 5 s), and a socket monitor tells when the engine is reached or
+ZeroMQ reconnects by itself (every 0.2 s, backing off to 1 s), and a socket monitor tells when the engine is reached or
 lost. ``mqtt://[USER@]HOST[:PORT][/PREFIX][?tls=1&cafile=…]`` subscribes to ``<prefix>/+/pred``, ``state``,
 ``status`` and ``preview`` (password in ``$RT_PHYSIO_MQTT_PASSWORD``, as for the engine); a lost broker is retried
 with backoff. Each feed reports every message and every change of its link to the callbacks it runs with, on the
@@ -32,7 +32,8 @@ __all__ = ["Feed", "LinkState", "MqttFeed", "ZmqFeed", "open_feed"]
 log = logging.getLogger(__name__)
 
 ZMQ_PREFIX = "rt_physio/"
-BACKOFF = (0.5, 5.0)  # first and longest wait between attempts, seconds
+BACKOFF = (0.5, 5.0)  # first and longest wait between attempts to reach a broker, seconds
+ZMQ_RECONNECT_MS = (200, 1000)  # ZeroMQ's reconnect interval to an engine: a restarted engine is followed within 1 s
 
 MessageSink = Callable[[str, bytes], None]  # (topic, payload)
 
@@ -88,8 +89,8 @@ class ZmqFeed(Feed):
         ctx = zmq.asyncio.Context.instance()
         sock = ctx.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.RECONNECT_IVL, round(1e3 * BACKOFF[0]))
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, round(1e3 * BACKOFF[1]))
+        sock.setsockopt(zmq.RECONNECT_IVL, ZMQ_RECONNECT_MS[0])
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, ZMQ_RECONNECT_MS[1])
         sock.setsockopt(zmq.SUBSCRIBE, ZMQ_PREFIX.encode())
         monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED)
         watcher = asyncio.create_task(self._watch(monitor, on_link))

@@ -81,3 +81,13 @@ def test_sixteen_sessions_of_two_engines_all_update(browser: webdriver.Chrome, t
         stop(dashboard)
         for engine in engines:
             stop(engine)
+
+
+def test_run_dashboard_on_a_non_loopback_address_needs_insecure() -> None:
+    engine = start_engine(free_port(), "--dashboard", f"0.0.0.0:{free_port()}")
+    try:
+        _, err = engine.communicate(timeout=120)  # it exits by itself
+    finally:
+        stop(engine)
+    assert engine.returncode == 2, err
+    assert "rt-physio: error: --dashboard: Refusing to serve the dashboard on non-loopback address '0.0.0.0'" in err

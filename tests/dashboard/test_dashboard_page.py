@@ -63,7 +63,10 @@ def test_page_follows_an_engine_through_a_stop_and_a_restart(browser: webdriver.
         engine = start_engine(eport, "--session", "live")
         wait_for("a prediction after the restart", lambda: watch.preds("live")[n:n + 1], 120)
         assert_shown_within(browser, watch, "live", 3.0)
-        assert rows(browser)["live"]["state"] in ("online", "degraded")
+        # its state comes from the status topic: the next heartbeat at the latest (the first may come before the
+        # dashboard's subscriber has reconnected)
+        wait_for("the state after the restart", lambda: rows(browser)["live"]["state"] in ("online", "degraded"),
+                 HEARTBEAT + 3)
         assert browser.find_element(By.CSS_SELECTOR, ".link[data-connected='true']")
     finally:
         watch.close()
