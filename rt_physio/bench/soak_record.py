@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from rt_physio.bench.soak_parts import COUNTER_MOD, Incarnation, decode_counter
 from rt_physio.bench.soak_watch import Pred
-from rt_physio.publish.recording import RecordedStream, read_recording
+from rt_physio.io import Signal, read_sessions
 
 __all__ = ["check_recording", "counter_runs", "resource_report"]
 
@@ -34,7 +34,7 @@ __all__ = ["check_recording", "counter_runs", "resource_report"]
 _BREAK_S = 0.5
 
 
-def counter_runs(stream: RecordedStream, start_time: float) -> NDArray[np.int64]:
+def counter_runs(stream: Signal, start_time: float) -> NDArray[np.int64]:
     """Return the schedule index ``k`` of every recorded sample of a counter stream (-1 where it cannot be placed).
 
     The recorded samples are cut into runs wherever the timestamps break or ``counter - position`` changes;
@@ -46,7 +46,7 @@ def counter_runs(stream: RecordedStream, start_time: float) -> NDArray[np.int64]
     if n == 0:
         return ks
     codes = decode_counter(stream.data[:, 0])
-    t = stream.timestamps
+    t = _stamps(stream)
     pos = np.arange(n)
     readable = codes >= 0
     residue = np.where(readable, (codes - pos) % COUNTER_MOD, -1)
@@ -69,7 +69,7 @@ def counter_runs(stream: RecordedStream, start_time: float) -> NDArray[np.int64]
     return ks
 
 
-def _stream_report(stream: RecordedStream, start_time: float, lives: Sequence[Incarnation]) -> dict[str, Any]:
+def _stream_report(stream: Signal, start_time: float, lives: Sequence[Incarnation]) -> dict[str, Any]:
     ks = counter_runs(stream, start_time)
     placed = ks[ks >= 0]
     unique, counts = np.unique(placed, return_counts=True)
@@ -97,8 +97,14 @@ def _stream_report(stream: RecordedStream, start_time: float, lives: Sequence[In
     return report
 
 
-def _board_report(stream: RecordedStream) -> dict[str, Any]:
-    t = stream.timestamps
+def _stamps(stream: Signal) -> NDArray[np.float64]:
+    if stream.timestamps is None:  # read_sessions always sets them
+        raise ValueError(f"The {stream.modality.upper()} stream has no time stamps.")
+    return stream.timestamps
+
+
+def _board_report(stream: Signal) -> dict[str, Any]:
+    t = _stamps(stream)
     steps = np.diff(t)
     long = steps > max(0.1, 10.0 / stream.sfreq)
     span = float(t[-1] - t[0]) if t.shape[0] > 1 else 0.0
@@ -112,16 +118,17 @@ def check_recording(path: Path, preds: Sequence[Pred], outlets: Mapping[tuple[st
     ``outlets`` maps (session, modality) to a :class:`~rt_physio.bench.soak_parts.SoakOutlet`; the other
     streams are checked for timestamp gaps only.
     """
-    rec = read_recording(path)
-    out: dict[str, Any] = {"complete": rec.complete, "sessions": {}}
-    for session in rec.sessions:
-        recorded = {int(m["seq"]): float(m["t_end"]) for m in rec.predictions.get(session, [])}
+    sessions = read_sessions(path)
+    complete = all(rec.complete for rec in sessions.values()) if sessions else False
+    out: dict[str, Any] = {"complete": complete, "sessions": {}}
+    for session, rec in sessions.items():
+        recorded = {int(m["seq"]): float(m["t_end"]) for m in rec.predictions}
         mine = [p for p in preds if p.session == session]
         missing = [p.seq for p in mine if p.seq not in recorded]
         moved = [p.seq for p in mine if p.seq in recorded and abs(recorded[p.seq] - p.t_end) > 1e-6]
         entry: dict[str, Any] = {"predictions_recorded": len(recorded), "received_not_recorded": len(missing),
                                  "t_end_mismatch": len(moved), "streams": {}}
-        for modality, stream in rec.streams.get(session, {}).items():
+        for modality, stream in rec.signals.items():
             outlet = outlets.get((session, modality))
             if outlet is None:
                 entry["streams"][modality] = _board_report(stream)

@@ -24,7 +24,7 @@ that reach the kernel at once (and are fsync'ed every second): a ``kill -9`` los
 at most about half a second. Each minute the segment is written as Parquet (temporary file, fsync, rename) and
 its journal removed. A journal cut short by a crash is readable up to its last complete batch. Journal names
 start with ``_`` so Parquet tools that read a folder (pandas, pyarrow.dataset, Spark) skip them;
-:func:`repair_recording` turns the journals of a crashed recording into Parquet.
+:func:`rt_physio.io.repair_recording` turns the journals of a crashed recording into Parquet.
 
 ``recording.json``: ``format`` (``rt_physio.recording/1``), ``complete``, ``t0_local`` / ``t0_wall`` (the same
 instant on the engine clock and in Unix time: ``wall = t + t0_wall - t0_local``), ``model``, ``window_s``,
@@ -34,14 +34,15 @@ instant on the engine clock and in Unix time: ``wall = t + t0_wall - t0_local``)
 
 Reading (for analysis and for ``rt-physio replay``)::
 
-    from rt_physio.publish.recorder import read_recording
-    rec = read_recording("recordings/20260101T120000Z")    # or the --record DIR when it holds one recording
-    eeg = rec.streams["default"]["eeg"]                     # RecordedStream
+    from rt_physio.io import read_sessions
+    sessions = read_sessions("recordings/20260101T120000Z")  # or the --record DIR when it holds one recording
+    rec = sessions["default"]                                # rt_physio.io.Recording of one session
+    eeg = rec.signals["eeg"]                                 # rt_physio.io.Signal
     eeg.data            # float32 (samples, channels), µV, as the source delivered it
     eeg.timestamps      # float64 (samples,), engine clock; rec.to_wall(eeg.timestamps) gives Unix time
     eeg.channel_names, eeg.units, eeg.sfreq, eeg.name, eeg.source_id
-    rec.predictions["default"]                              # list of rt_physio.prediction/1 dicts, by seq
-    rec.complete                                            # False: the engine was killed (data up to ~0.5 s before)
+    rec.predictions                                          # the rt_physio.prediction/1 dicts, by seq
+    rec.complete                                             # False: the engine was killed (data up to ~0.5 s before)
 
 Any Parquet reader works too, e.g. ``pandas.read_parquet("…/default/eeg")``.
 """
@@ -65,7 +66,7 @@ from numpy.typing import NDArray
 
 from rt_physio.clock import local_clock
 from rt_physio.errors import ConfigError
-from rt_physio.publish._layout import (
+from rt_physio.io.rt_physio_layout import (
     FORMAT_ID,
     META_FILE,
     PREDICTIONS,
@@ -78,14 +79,12 @@ from rt_physio.publish._layout import (
     write_json_atomic,
     write_parquet,
 )
-from rt_physio.publish.recording import RecordedStream, Recording, find_recording, read_recording, repair_recording
 from rt_physio.publish.schema import Prediction
 from rt_physio.queues import DropOldestQueue
 from rt_physio.sources.base import MODALITIES, Chunk, Modality, StreamInfo
 
-# The reader lives in rt_physio.publish.recording; it is re-exported here so one import serves both sides.
-__all__ = ["FORMAT_ID", "RecordedStream", "Recorder", "Recording", "find_recording", "read_recording",
-           "repair_recording"]
+# The reader is rt_physio.io.read_sessions (rt_physio.io.read_recording for one session).
+__all__ = ["FORMAT_ID", "Recorder"]
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ import functools
 import gc
 import itertools
 import logging
-import re
 import threading
 import time
 from collections import deque
@@ -20,6 +19,7 @@ from rt_physio.clock import local_clock
 from rt_physio.config import EngineConfig, SessionConfig
 from rt_physio.dsp import StreamProcessor
 from rt_physio.errors import ConfigError, SourceLostError
+from rt_physio.io.channels import label_key
 from rt_physio.nn.registry import LoadedModel, load_model
 from rt_physio.nn.spec import ModelSpec
 from rt_physio.publish.base import Publisher
@@ -53,8 +53,8 @@ def match_channels(expected: Sequence[str], available: Sequence[str], who: str, 
     """
     if not expected:
         return None
-    names = [_label_key(c) for c in available]
-    wanted = [_label_key(c) for c in expected]
+    names = [label_key(c) for c in available]
+    wanted = [label_key(c) for c in expected]
     if all(w in names for w in wanted):
         idx = np.array([names.index(w) for w in wanted], dtype=np.intp)
         if len(idx) == len(names) and np.array_equal(idx, np.arange(len(names))):
@@ -68,10 +68,6 @@ def match_channels(expected: Sequence[str], available: Sequence[str], who: str, 
     missing = [c for c, w in zip(expected, wanted, strict=True) if w not in names]
     raise ConfigError(f"{who} expects {len(expected)} channels ({', '.join(expected)}); {what} delivers "
                       f"{len(available)} ({', '.join(available)}) and lacks {', '.join(missing)}.")
-
-
-def _label_key(label: str) -> str:
-    return re.sub(r"^(EEG|ECG|EKG)[\s_:-]+", "", label.strip(), flags=re.IGNORECASE).strip().lower()
 
 
 def build_processor(spec: ModelSpec, modality: Modality, source: Source, line_freq: float,

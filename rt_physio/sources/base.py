@@ -11,15 +11,17 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Chunk", "ChunkSink", "Modality", "Source", "SourceStats", "StreamInfo", "ThreadedSource", "deliver"]
+from rt_physio.io.channels import MODALITIES, Modality
 
-Modality = Literal["eeg", "ecg"]
-MODALITIES: tuple[Modality, ...] = ("eeg", "ecg")
+__all__ = [
+    "MODALITIES", "Chunk", "ChunkSink", "Modality", "Source", "SourceStats", "StreamInfo", "ThreadedSource", "deliver",
+]
+
 
 log = logging.getLogger(__name__)
 

@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
     from rt_physio.clock import local_clock
-    from rt_physio.sources.recordings import read_recording
+    from rt_physio.io import read_recording
     from rt_physio.sources.replay import Player
 
     recording = read_recording(args.file, rate=args.rate, subject=args.subject, clip=args.clip,
@@ -72,7 +72,7 @@ def _cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"replaying {recording.describe()} at {args.speed:g}x{' in a loop' if args.loop else ''}\n")
     for modality, track in player.tracks.items():
         out.write(f"  {modality.upper()} → LSL stream {track.name!r} (type {modality.upper()}, "
-                  f"{track.stream.data.shape[1]} ch, {track.stream.sfreq:g} Hz, source_id {track.source_id!r})\n")
+                  f"{track.signal.n_channels} ch, {track.signal.sfreq:g} Hz, source_id {track.source_id!r})\n")
     out.flush()
 
     def handle(signum: int, frame: FrameType | None) -> None:

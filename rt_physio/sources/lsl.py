@@ -32,11 +32,11 @@ from pylsl.util import TimeoutError as LslTimeoutError
 
 from rt_physio.clock import Dejitter, local_clock
 from rt_physio.errors import SourceError
+from rt_physio.io.channels import scale_to_uv
 from rt_physio.sources.base import Chunk, ChunkSink, Modality, StreamInfo, ThreadedSource
 from rt_physio.sources.lsl_recovery import LslRecovery
 from rt_physio.sources.lsl_streams import describe_query, resolve_stream, summarize
 from rt_physio.sources.profiles import ModalityProfile
-from rt_physio.sources.units import scale_to_uv
 
 __all__ = ["LslSource"]
 

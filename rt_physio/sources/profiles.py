@@ -34,9 +34,9 @@ from typing import Any, Literal, cast
 from rt_physio.checks import positive_entry
 from rt_physio.config import data_dirs, load_toml
 from rt_physio.errors import ConfigError
+from rt_physio.io.channels import UNIT_SCALES, scale_to_uv
 from rt_physio.sources.base import MODALITIES, Modality
 from rt_physio.sources.brainflow_boards import board_from_name, input_params
-from rt_physio.sources.units import UNIT_SCALES, scale_to_uv
 
 __all__ = [
     "LSL_QUERY_KEYS",

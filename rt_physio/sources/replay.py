@@ -1,6 +1,6 @@
 """Replay of a recording into real LSL outlets, on a drift-free schedule, and the ``replay:`` source SPEC.
 
-A :class:`Player` makes one outlet per modality of a :class:`~rt_physio.sources.recordings.Recording` (EEG and
+A :class:`Player` makes one outlet per modality of a :class:`~rt_physio.io.Recording` (EEG and
 ECG of one file go to two outlets, with channel labels, types and µV units in their XML description) and
 pushes them from one thread on one clock: sample ``k`` of a stream is due at ``t0 + (offset + k / fs) / speed``
 and carries exactly that time as its LSL timestamp (``pylsl.local_clock``). Every due time is computed from
@@ -15,6 +15,7 @@ on it has subscribed, so no sample is pushed before anyone listens.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -28,10 +29,10 @@ import pylsl
 
 from rt_physio.clock import local_clock
 from rt_physio.errors import ConfigError
+from rt_physio.io import Recording, Signal, read_recording
 from rt_physio.sources.base import ChunkSink, Modality, SourceStats, StreamInfo
 from rt_physio.sources.lsl import LslSource
 from rt_physio.sources.lsl_streams import quiet_liblsl
-from rt_physio.sources.recordings import RecordedStream, Recording, read_recording
 
 __all__ = ["REPLAY_OPTIONS", "Player", "ReplaySource", "open_replay", "replay_options"]
 
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 class _Track:
     """The push state of one outlet."""
 
-    stream: RecordedStream
+    signal: Signal  # invalid samples held (see _hold_invalid)
     outlet: pylsl.StreamOutlet
     name: str
     source_id: str
@@ -93,7 +94,8 @@ class Player:
         self.loop = bool(loop)
         stem = source_id or f"rt_physio-replay:{self.name}"
         self.tracks: dict[Modality, _Track] = {}
-        for modality, stream in recording.streams.items():
+        for signal in recording.signals.values():
+            modality, stream = signal.modality, _hold_invalid(signal, recording.path.name)
             outlet_name = f"{self.name}-{modality.upper()}"
             sid = f"{stem}-{modality}"
             n_chunk = chunk if chunk is not None else max(1, round(0.02 * stream.sfreq))
@@ -108,12 +110,12 @@ class Player:
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _info(self, outlet_name: str, source_id: str, stream: RecordedStream) -> pylsl.StreamInfo:
+    def _info(self, outlet_name: str, source_id: str, stream: Signal) -> pylsl.StreamInfo:
         kind = stream.modality.upper()
         # At speed X the samples go out X times faster, with timestamps to match: that is the stream's true rate
         # (a consumer checking stamps against the nominal rate, or dejittering, must see the same clock)
         rate = stream.sfreq * self.speed
-        info = pylsl.StreamInfo(outlet_name, kind, stream.data.shape[1], rate, pylsl.cf_float32, source_id)
+        info = pylsl.StreamInfo(outlet_name, kind, stream.n_channels, rate, pylsl.cf_float32, source_id)
         channels = info.desc().append_child("channels")
         for label in stream.channel_names:
             ch = channels.append_child("channel")
@@ -162,7 +164,7 @@ class Player:
 
     def due(self, modality: Modality, index: int) -> float:
         """Engine-clock time at which sample ``index`` of ``modality`` is (or was) due."""
-        stream = self.tracks[modality].stream
+        stream = self.tracks[modality].signal
         return self.t0 + (stream.offset + index / stream.sfreq) / self.speed
 
     # -- push thread -------------------------------------------------------------------------------------------
@@ -194,21 +196,21 @@ class Player:
 
     def _chunk_end(self, track: _Track) -> int:
         end = track.next_index + track.chunk
-        return end if self.loop else min(end, track.stream.n_samples)
+        return end if self.loop else min(end, track.signal.n_samples)
 
     def _push(self, modality: Modality, track: _Track, end: int) -> None:
         start = track.next_index
-        n = track.stream.n_samples
+        n = track.signal.n_samples
         index = np.arange(start, end)
         if end <= n:
-            data = track.stream.data[start:end]
+            data = track.signal.data[start:end]
         else:
-            data = track.stream.data[index % n]
+            data = track.signal.data[index % n]
             if start // n != (end - 1) // n:
                 self.loops = max(self.loops, (end - 1) // n)
                 log.info("replay of %s: %s starts over (loop %d)", self.recording.path.name, modality.upper(),
                          (end - 1) // n)
-        stamps = self.t0 + (track.stream.offset + index / track.stream.sfreq) / self.speed
+        stamps = self.t0 + (track.signal.offset + index / track.signal.sfreq) / self.speed
         assert track.outlet is not None
         track.outlet.push_chunk(np.ascontiguousarray(data), stamps.tolist())
         track.next_index = end
@@ -220,6 +222,34 @@ class Player:
 #: Options a ``replay:FILE?k=v&…`` SPEC accepts.
 REPLAY_OPTIONS = ("loop", "chunk", "rate", "subject", "clip", "part", "unit", "eeg_channels", "ecg_channels",
                   "duration", "name", "session")
+
+
+def _hold_invalid(signal: Signal, where: str) -> Signal:
+    """Replace NaN / inf samples by the previous valid value of their channel (the first valid one at the start).
+
+    WFDB's "missing" samples and CSV gaps would reach the outlet as NaN; the engine copes, but other consumers of
+    the replayed stream may not.
+    """
+    valid = np.isfinite(signal.data)
+    if valid.all():
+        return signal
+    data = signal.data.copy()
+    for j in range(data.shape[1]):
+        invalid = int(np.count_nonzero(~valid[:, j]))
+        if not invalid:
+            continue
+        log.warning("%s: channel %s has %d invalid samples; replayed as the previous valid value", where,
+                    signal.channel_names[j], invalid)
+        column, ok = data[:, j], valid[:, j]
+        if not ok.any():
+            column[:] = 0.0
+            continue
+        idx = np.where(ok, np.arange(len(column)), 0)
+        np.maximum.accumulate(idx, out=idx)
+        held = column[idx]
+        held[: int(np.argmax(ok))] = column[int(np.argmax(ok))]
+        data[:, j] = held
+    return dataclasses.replace(signal, data=data)
 
 
 def _flag(key: str, text: str) -> bool:

@@ -134,7 +134,7 @@ def load_trials(path: str | Path, *, eeg_unit: str = "uV", ecg_unit: str = "uV",
             subject_of[t] = str(windows.subjects[j])
             for k, name in enumerate(DREAMER_LABELS):
                 labels[name][t] = int(windows.labels[j, k])
-    electrodes = next((r.signals["eeg"].channels for r in recordings if "eeg" in r.signals), ())
+    electrodes = next((r.signals["eeg"].channel_names for r in recordings if "eeg" in r.signals), ())
     names = [f"{ch}_{kind}_{band}" for ch in electrodes for kind in ("log_power", "relative")
              for band, _, _ in BANDS] + list(ECG_FEATURES)
     log.info("%d stimulus and %d baseline windows of %d trials (%d subjects); ECG without plausible beats in %d",

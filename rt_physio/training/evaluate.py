@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,20 +39,13 @@ import torch
 from numpy.typing import NDArray
 
 from rt_physio.errors import ConfigError, ModelError
+from rt_physio.io import Recording, Signal, label_key
 from rt_physio.nn.calibration import Calibratable, is_calibratable
 from rt_physio.nn.fusion import MODALITIES, FusionModel
 from rt_physio.nn.registry import LoadedModel, load_model
 from rt_physio.training.calibration import baseline_mask, center_by_subject
 from rt_physio.training.common import predict_proba, set_threads
-from rt_physio.training.datasets.base import (
-    DatasetError,
-    Recording,
-    Signal,
-    WindowDataset,
-    default_cache_dir,
-    normalise_label,
-    prepare,
-)
+from rt_physio.training.datasets.base import DatasetError, WindowDataset, default_cache_dir, prepare
 from rt_physio.training.metrics import METRIC_NAMES, binary_metrics
 
 __all__ = ["evaluate", "evaluate_loaded", "load_labelled", "model_features", "protected_subjects",
@@ -94,16 +88,16 @@ def select_channels(recordings: Sequence[Recording], channels: dict[str, tuple[s
             if not wanted or m not in signals:
                 continue
             sig = signals[m]
-            have = [normalise_label(c) for c in sig.channels]
-            rows = []
+            have = [label_key(c) for c in sig.channel_names]
+            cols = []
             for ch in wanted:
-                key = normalise_label(ch)
+                key = label_key(ch)
                 if key not in have:
-                    raise DatasetError(f"{rec.source}: channel {ch!r} is missing ({m.upper()} channels: "
-                                       f"{list(sig.channels)}).")
-                rows.append(have.index(key))
-            signals[m] = Signal(np.ascontiguousarray(sig.data[rows]), sig.sfreq, tuple(wanted))
-        out.append(Recording(rec.subject, rec.name, rec.source, signals, rec.labels, rec.condition, rec.missing))
+                    raise DatasetError(f"{rec.path}: channel {ch!r} is missing ({m.upper()} channels: "
+                                       f"{list(sig.channel_names)}).")
+                cols.append(have.index(key))
+            signals[m] = Signal(sig.modality, np.ascontiguousarray(sig.data[:, cols]), sig.sfreq, tuple(wanted))
+        out.append(replace(rec, signals=signals))
     return out
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from rt_physio.errors import ConfigError
+from rt_physio.io import Recording
 from rt_physio.nn.cbramod import CBraMod
 from rt_physio.nn.fusion import MODALITIES, FusionModel
 from rt_physio.nn.registry import save_model
@@ -38,7 +39,7 @@ from rt_physio.training.common import (
     predict_proba,
     set_threads,
 )
-from rt_physio.training.datasets.base import PreparedRecording, Recording, WindowDataset, default_cache_dir, prepare
+from rt_physio.training.datasets.base import PreparedRecording, WindowDataset, default_cache_dir, prepare
 from rt_physio.training.metrics import binary_metrics
 
 __all__ = ["DEFAULT_PREPROCESSING", "EpochReport", "FinetuneConfig", "FinetuneResult", "finetune", "modality_sets"]
@@ -374,7 +375,7 @@ def _card(cfg: FinetuneConfig, arch: dict[str, Any], inits: dict[str, str], labe
     for rec in recordings:
         if isinstance(rec, Recording):
             for m, sig in rec.signals.items():
-                channels.setdefault(m, list(sig.channels))
+                channels.setdefault(m, list(sig.channel_names))
     missing = sorted({f"{r.name} ({m})" for r in recordings for m in r.missing})
     metrics = {k: {kk: vv for kk, vv in v.items() if kk != "outputs" and not (isinstance(vv, float)
                                                                              and not math.isfinite(vv))}

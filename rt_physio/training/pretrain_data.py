@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from rt_physio.training.datasets.base import DatasetError, PreparedRecording, Recording, prepare
+from rt_physio.io import Recording
+from rt_physio.training.datasets.base import DatasetError, PreparedRecording, prepare
 from rt_physio.training.datasets.cinc2017 import holdout_split, is_cinc2017, load_cinc_record, read_reference
 from rt_physio.training.datasets.edf import find_corpus
 

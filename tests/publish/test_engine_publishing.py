@@ -24,8 +24,8 @@ import pytest
 import zmq
 
 from rt_physio.cli import main
+from rt_physio.io import read_sessions
 from rt_physio.publish.mqtt import PASSWORD_ENV
-from rt_physio.publish.recorder import read_recording
 from rt_physio.publish.schema import decode, validate, validate_status
 from tests.conftest import RealTimeOutlet, free_port
 from tests.publish._brokers import Mosquitto, Subscriber, count, last_state, status_state
@@ -157,15 +157,15 @@ def test_mqtt_and_zmq_retained_state_stalled_subscribers_and_sigterm(broker: Mos
     assert statuses[-1]["state"] == "offline"
     assert statuses[-1]["schema"] == "rt_physio.status/1"
     # the recording is complete and holds every prediction the engine made
-    rec = read_recording(tmp_path / "rec")
+    rec = read_sessions(tmp_path / "rec")["e2e"]
     assert rec.complete
     published = int(out.split(" windows, ")[1].split(" predictions")[0])
-    assert [m["seq"] for m in rec.predictions["e2e"]] == list(range(published))
-    assert set(seqs) <= {m["seq"] for m in rec.predictions["e2e"]}
-    eeg = rec.streams["e2e"]["eeg"]
+    assert [m["seq"] for m in rec.predictions] == list(range(published))
+    assert set(seqs) <= {m["seq"] for m in rec.predictions}
+    eeg = rec.signals["eeg"]
     assert eeg.data.shape[1] == len(eeg.channel_names) == 14
     assert eeg.sfreq == 250.0
-    assert eeg.timestamps[-1] >= rec.predictions["e2e"][-1]["t_end"] - 0.01
+    assert eeg.timestamps[-1] >= rec.predictions[-1]["t_end"] - 0.01
     assert f"recording: {rec.path}" in out
 
 
@@ -201,10 +201,10 @@ def test_kill9_publishes_the_last_will_and_the_recording_survives(broker: Mosqui
     received = [json.loads(m.payload) for m in live.on("k9/pred")]
     live.close()
 
-    rec = read_recording(tmp_path / "rec")
+    rec = read_sessions(tmp_path / "rec")["k9"]
     assert not rec.complete
     for outlet, modality in ((eeg, "eeg"), (ecg, "ecg")):
-        got = rec.streams["k9"][modality]
+        got = rec.signals[modality]
         pushed_ts = np.asarray(outlet.pushed_ts)
         pushed = np.concatenate(outlet.pushed_data)
         first = int(np.argmin(np.abs(pushed_ts - got.timestamps[0])))
@@ -215,7 +215,7 @@ def test_kill9_publishes_the_last_will_and_the_recording_survives(broker: Mosqui
         lost = killed_at - got.timestamps[-1]
         assert lost < 1.0, f"{modality}: the recording ends {lost:.2f} s before the kill"
         assert got.channel_names == (tuple(EPOC) if modality == "eeg" else ("ECG1",))
-    recorded = {m["seq"] for m in rec.predictions["k9"]}
+    recorded = {m["seq"] for m in rec.predictions}
     for msg in received:
         if msg["t_end"] < killed_at - 1.0:
             assert msg["seq"] in recorded

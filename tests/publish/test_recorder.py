@@ -16,8 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from rt_physio.errors import ConfigError
-from rt_physio.publish._layout import journal_path, parse_journal, stream_schema
-from rt_physio.publish.recorder import Recorder, read_recording, repair_recording
+from rt_physio.io import read_sessions, repair_recording
+from rt_physio.io.rt_physio_layout import journal_path, parse_journal, stream_schema
+from rt_physio.publish.recorder import Recorder
 from rt_physio.publish.schema import validate
 from rt_physio.sources.base import Chunk, Modality, StreamInfo
 from tests.publish._brokers import sample_prediction
@@ -61,23 +62,24 @@ def test_round_trip_from_two_threads(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     rec.close()
-    back = read_recording(tmp_path / "recs")  # the --record folder holding one recording
-    assert back.path == rec.path
-    assert back.complete
-    assert back.sessions == ["alice"]
-    got = back.streams["alice"]["eeg"]
+    back = read_sessions(tmp_path / "recs")  # the --record folder holding one recording
+    assert list(back) == ["alice"]
+    assert back["alice"].path == rec.path
+    assert back["alice"].complete
+    got = back["alice"].signals["eeg"]
     assert (got.name, got.source_id, got.sfreq, got.channel_names, got.units) == (
         "eeg-dev", "eeg-uid", 128.0, ("Fz", "Cz", "Pz", "Oz"), ("uV",) * 4)
     np.testing.assert_array_equal(got.data, np.concatenate([c.data for c in eeg]))
     np.testing.assert_array_equal(got.timestamps, np.concatenate([c.timestamps for c in eeg]))
-    ecg_back = back.streams["alice"]["ecg"]
+    ecg_back = back["alice"].signals["ecg"]
     assert ecg_back.channel_names == ("ECG", "ECG")
     np.testing.assert_array_equal(ecg_back.data, np.concatenate([c.data for c in ecg]))
-    assert [p["seq"] for p in back.predictions["alice"]] == [0, 1, 2]
-    for message in back.predictions["alice"]:
+    assert [p["seq"] for p in back["alice"].predictions] == [0, 1, 2]
+    for message in back["alice"].predictions:
         validate(message)
-    assert back.meta["window_s"] == 2.0
-    assert back.meta["chunks"] == 70 and back.meta["predictions"] == 3 and back.meta["dropped"] == 0
+    meta = back["alice"].meta
+    assert meta["window_s"] == 2.0
+    assert meta["chunks"] == 70 and meta["predictions"] == 3 and meta["dropped"] == 0
     # any Parquet reader sees the same data; the prediction table has one column per output
     table = pq.read_table(rec.path / "alice" / "eeg")
     assert table.column_names == ["timestamp", "Fz", "Cz", "Pz", "Oz"]
@@ -98,8 +100,8 @@ def test_segments_seal_into_parquet_while_recording(tmp_path: Path) -> None:
     sealed = sorted((rec.path / "alice" / "eeg").glob("part-*.parquet"))
     assert len(sealed) >= 2, "segments are sealed during the recording, not only at the end"
     rec.close()
-    back = read_recording(rec.path)
-    np.testing.assert_array_equal(back.streams["alice"]["eeg"].data, np.concatenate([c.data for c in eeg]))
+    back = read_sessions(rec.path)
+    np.testing.assert_array_equal(back["alice"].signals["eeg"].data, np.concatenate([c.data for c in eeg]))
 
 
 def test_snapshot_of_a_live_recording_holds_all_but_the_last_second(tmp_path: Path) -> None:
@@ -114,9 +116,9 @@ def test_snapshot_of_a_live_recording_holds_all_but_the_last_second(tmp_path: Pa
     snapshot_at = time.monotonic()
     shutil.copytree(rec.path, tmp_path / "crashed")
     rec.close()
-    crashed = read_recording(tmp_path / "crashed")
-    assert not crashed.complete
-    got = crashed.streams["alice"]["eeg"]
+    crashed = read_sessions(tmp_path / "crashed")
+    assert not crashed["alice"].complete
+    got = crashed["alice"].signals["eeg"]
     n_chunks = got.n_samples // 4
     assert got.n_samples % 4 == 0
     np.testing.assert_array_equal(got.data, np.concatenate([c.data for c in eeg[:n_chunks]]))  # a prefix
@@ -126,7 +128,7 @@ def test_snapshot_of_a_live_recording_holds_all_but_the_last_second(tmp_path: Pa
     written = repair_recording(tmp_path / "crashed")
     assert written
     assert list((tmp_path / "crashed").rglob("_journal-*")) == []
-    np.testing.assert_array_equal(read_recording(tmp_path / "crashed").streams["alice"]["eeg"].data, got.data)
+    np.testing.assert_array_equal(read_sessions(tmp_path / "crashed")["alice"].signals["eeg"].data, got.data)
 
 
 def test_a_journal_cut_at_any_byte_reads_as_a_prefix(tmp_path: Path) -> None:
@@ -159,7 +161,7 @@ def test_a_journal_cut_at_any_byte_reads_as_a_prefix(tmp_path: Path) -> None:
     cut = (rec.path / "alice" / "eeg" / "part-00000.parquet")
     cut.unlink()
     journal.write_bytes(content[: len(content) - 5])
-    data = read_recording(rec.path).streams["alice"]["eeg"].data
+    data = read_sessions(rec.path)["alice"].signals["eeg"].data
     assert 0 < len(data) < len(full)
     np.testing.assert_array_equal(data, full[: len(data)])
 
@@ -171,7 +173,7 @@ def test_sealed_segment_wins_over_a_leftover_journal(tmp_path: Path) -> None:
     rec.close()
     folder = rec.path / "alice" / "eeg"
     shutil.copy(folder / "part-00000.parquet", folder / "_journal-00000.arrows")  # unreadable as a journal
-    assert read_recording(rec.path).streams["alice"]["eeg"].n_samples == 40
+    assert read_sessions(rec.path)["alice"].signals["eeg"].n_samples == 40
 
 
 def test_bad_places_are_clear_errors(tmp_path: Path) -> None:
@@ -179,12 +181,12 @@ def test_bad_places_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="Cannot create the recording folder"):
         _recorder(tmp_path / "file")
     with pytest.raises(ConfigError, match="No rt_physio recording"):
-        read_recording(tmp_path)
+        read_sessions(tmp_path)
     a, b = _recorder(tmp_path / "two"), _recorder(tmp_path / "two")
     a.close()
     b.close()
     with pytest.raises(ConfigError, match="holds 2 recordings"):
-        read_recording(tmp_path / "two")
+        read_sessions(tmp_path / "two")
 
 
 def test_a_failed_write_costs_that_batch_only(tmp_path: Path) -> None:
@@ -204,7 +206,7 @@ def test_a_failed_write_costs_that_batch_only(tmp_path: Path) -> None:
     _feed(rec, "eeg", later)
     rec.close()
     assert rec.write_errors == 1
-    got = read_recording(rec.path).streams["alice"]["eeg"].data
+    got = read_sessions(rec.path)["alice"].signals["eeg"].data
     np.testing.assert_array_equal(got, np.concatenate([c.data for c in first + later]))
 
 
@@ -236,12 +238,12 @@ def test_a_stalled_disk_costs_at_most_the_byte_bound_and_every_drop_is_counted(t
     rec.close()
     drain.join(30)
     os.close(reader)
-    back = read_recording(rec.path)
-    got = back.streams["alice"]["eeg"]
+    back = read_sessions(rec.path)
+    got = back["alice"].signals["eeg"]
     expected = [first, *later[-36:]]
     np.testing.assert_array_equal(got.timestamps, np.concatenate([c.timestamps for c in expected]))
     np.testing.assert_array_equal(got.data, np.concatenate([c.data for c in expected]))
-    assert back.meta["dropped"] == 164 and back.meta["dropped_by_session"] == {"alice": 164}
+    assert back["alice"].meta["dropped"] == 164 and back["alice"].meta["dropped_by_session"] == {"alice": 164}
 
 
 def _unread(fd: int) -> int:

@@ -14,9 +14,9 @@ import pytest
 
 from rt_physio.clock import local_clock
 from rt_physio.errors import ConfigError
+from rt_physio.io import Recording, Signal, read_recording
 from rt_physio.sources import replay as replay_mod
 from rt_physio.sources.lsl import LslSource
-from rt_physio.sources.recordings import RecordedStream, Recording, read_recording
 from rt_physio.sources.replay import Player, ReplaySource
 from rt_physio.sources.spec import open_source
 from tests.sources.conftest import Recorder
@@ -102,13 +102,13 @@ def test_a_60_s_recording_replayed_fast_ends_on_schedule(data_dir):
     assert abs((got.arrivals[-1] - t0) - expected) < 0.05
     ts = got.timestamps() - source.time_correction
     np.testing.assert_allclose(ts, t0 + np.arange(30000) / 500 / 12, atol=1e-6)  # stamps follow the playback
-    np.testing.assert_array_equal(got.data(), rec.streams["eeg"].data)
+    np.testing.assert_array_equal(got.data(), rec.signals["eeg"].data)
     assert player.tracks["ecg"].next_index == 30000
 
 
 def test_loop_goes_on_with_the_first_sample_and_keeps_the_clock():
     data = np.arange(40, dtype=np.float32).reshape(20, 2)
-    rec = Recording(Path("tiny.csv"), "csv", {"ecg": RecordedStream("ecg", data, 100.0, ("A", "B"))})
+    rec = Recording(Path("tiny.csv"), "csv", {"ecg": Signal("ecg", data, 100.0, ("A", "B"))})
     player = Player(rec, name=f"rtp-loop-{uuid.uuid4().hex[:6]}", loop=True, chunk=7)
     source = LslSource.open({"source_id": player.tracks["ecg"].source_id}, "ecg", timeout=5.0)
     got = Recorder()
@@ -126,6 +126,26 @@ def test_loop_goes_on_with_the_first_sample_and_keeps_the_clock():
     ts = got.timestamps()[:70] - source.time_correction
     np.testing.assert_allclose(ts, t0 + np.arange(70) / 100, atol=1e-6)
     assert player.loops >= 3
+
+
+def test_invalid_samples_go_out_as_the_previous_valid_value(data_dir):
+    rec = read_recording(data_dir / "wfdb" / "v102s")
+    raw = rec.signals["ecg"].data
+    bad_rows, bad_cols = np.nonzero(~np.isfinite(raw))
+    assert len(bad_rows) == 5 and bad_rows.min() > 0  # WFDB "missing" samples, read as NaN
+    player = Player(rec, name=f"rtp-nan-{uuid.uuid4().hex[:6]}")
+    try:
+        held = player.tracks["ecg"].signal.data
+        assert np.isfinite(held).all()
+        for r, c in zip(bad_rows, bad_cols, strict=True):
+            previous = r - 1
+            while not np.isfinite(raw[previous, c]):
+                previous -= 1
+            assert held[r, c] == raw[previous, c]
+        finite = np.isfinite(raw)
+        np.testing.assert_array_equal(held[finite], raw[finite])
+    finally:
+        player.stop()
 
 
 def test_replay_command_pushes_a_csv_into_lsl(data_dir):
@@ -220,8 +240,8 @@ def test_an_rt_physio_recording_replays_with_its_streams_offsets(tmp_path):
 
     rec = read_recording(recorder.path)
     assert rec.format == "rt_physio"
-    assert rec.streams["eeg"].channel_names == ("Fz", "Cz")
-    assert rec.streams["ecg"].offset == pytest.approx(0.25)
+    assert rec.signals["eeg"].channel_names == ("Fz", "Cz")
+    assert rec.signals["ecg"].offset == pytest.approx(0.25)
     player = Player(rec, name=f"rtp-own-{uuid.uuid4().hex[:6]}", speed=4.0)
     sources = {m: LslSource.open({"source_id": t.source_id}, m, timeout=5.0) for m, t in player.tracks.items()}
     got = {m: Recorder() for m in sources}

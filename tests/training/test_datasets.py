@@ -8,8 +8,9 @@ import pyedflib
 import pytest
 
 from rt_physio.dsp import StreamProcessor
+from rt_physio.io import Signal
 from rt_physio.nn.spec import Preprocessing
-from rt_physio.training.datasets.base import DatasetError, Signal, WindowDataset, prepare, preprocess_signal
+from rt_physio.training.datasets.base import DatasetError, WindowDataset, prepare, preprocess_signal
 from rt_physio.training.datasets.edf import find_corpus, load_edf
 from rt_physio.training.datasets.eegmat import EEGMAT_EEG_CHANNELS, load_eegmat, load_eegmat_file
 from rt_physio.training.datasets.wfdb import load_neurokit_csv, load_wfdb_record
@@ -39,7 +40,7 @@ def test_eegmat_window_counts_match_durations(eegmat_dir: Path, cache_dir: Path)
 
 def test_eegmat_channels_units_and_unusable_ecg(eegmat_dir: Path) -> None:
     rec = load_eegmat_file(eegmat_dir / "Subject02_1.edf")
-    assert rec.signals["eeg"].channels == EEGMAT_EEG_CHANNELS
+    assert rec.signals["eeg"].channel_names == EEGMAT_EEG_CHANNELS
     assert rec.signals["eeg"].sfreq == 500.0
     assert "ecg" not in rec.signals
     assert "unusable" in rec.missing["ecg"]
@@ -51,11 +52,11 @@ def test_eegmat_channels_units_and_unusable_ecg(eegmat_dir: Path) -> None:
 
 def test_offline_preprocessing_equals_the_engines_streaming_path(eegmat_dir: Path) -> None:
     sig = load_eegmat_file(eegmat_dir / "Subject31_2.edf").signals["eeg"]
-    sig = Signal(sig.data[:, : 20 * 500], sig.sfreq, sig.channels)
+    sig = Signal("eeg", sig.data[: 20 * 500], sig.sfreq, sig.channel_names)
     offline = preprocess_signal(sig, PRE["eeg"], 50.0)
     assert offline.shape == (20, 20 * 200)
     proc = StreamProcessor(500.0, 20, bandpass=(0.3, 75.0), notch=50.0, fs_out=200.0, capacity_s=60)
-    x = sig.data.T
+    x = sig.data
     ts = np.arange(x.shape[0]) / 500.0
     for start in range(0, x.shape[0], 37):  # live-sized chunks
         proc.push(x[start:start + 37], ts[start:start + 37])
@@ -95,18 +96,18 @@ def test_folder_without_eegmat_files_is_a_clear_error(tmp_path: Path) -> None:
 def test_wfdb_records_keep_ecg_leads_in_microvolts(data_dir: Path) -> None:
     rec = load_wfdb_record(data_dir / "wfdb" / "100.hea")
     sig = rec.signals["ecg"]
-    assert sig.channels == ("MLII", "V5")
+    assert sig.channel_names == ("MLII", "V5")
     assert sig.sfreq == 360.0
-    assert sig.data.shape == (2, 650000)
-    assert 1000 < np.ptp(sig.data[0]) < 10000  # a few mV, in µV
+    assert sig.data.shape == (650000, 2)
+    assert 1000 < np.ptp(sig.data[:, 0]) < 10000  # a few mV, in µV
     alarm = load_wfdb_record(data_dir / "wfdb" / "v102s")
-    assert alarm.signals["ecg"].channels == ("II", "V")  # PLETH and RESP are not ECG
+    assert alarm.signals["ecg"].channel_names == ("II", "V")  # PLETH and RESP are not ECG
 
 
 def test_neurokit_csv_rate_from_name(data_dir: Path, tmp_path: Path) -> None:
     rec = load_neurokit_csv(data_dir / "neurokit" / "bio_resting_5min_100hz.csv")
     assert rec.signals["ecg"].sfreq == 100.0
-    assert rec.signals["ecg"].data.shape == (1, 30000)
+    assert rec.signals["ecg"].data.shape == (30000, 1)
     bad = tmp_path / "resp_100hz.csv"
     bad.write_text("RSP\n1\n2\n")
     with pytest.raises(DatasetError, match="channel 'ECG' is missing"):
@@ -118,6 +119,6 @@ def test_corpus_skips_eegmat_validation_subjects(data_dir: Path) -> None:
                         data_dir / "neurokit" / "ecg_1000hz.csv"], "ecg")
     assert [r.name for r in recs] == ["Subject05_1", "ecg_1000hz"]
     eeg = load_edf(data_dir / "eegmat" / "Subject05_2.edf", "eeg")
-    assert eeg.signals["eeg"].data.shape[0] == 20
+    assert eeg.signals["eeg"].n_channels == 20
     with pytest.raises(DatasetError, match="No usable EEG recordings"):
         find_corpus([data_dir / "neurokit"], "eeg")

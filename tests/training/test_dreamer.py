@@ -59,11 +59,11 @@ def test_loader_reads_the_structure(tmp_path: Path) -> None:
     assert len(stim) == N_SUBJECTS * N_CLIPS
     first = stim[0]
     assert first.subject == "S01"
-    assert first.signals["eeg"].channels == tuple(ELECTRODES)
+    assert first.signals["eeg"].channel_names == tuple(ELECTRODES)
     assert first.signals["eeg"].sfreq == 128.0
     assert first.signals["ecg"].sfreq == 256.0
-    assert first.signals["eeg"].data.shape[0] == 14
-    assert first.signals["ecg"].data.shape[0] == 2
+    assert first.signals["eeg"].n_channels == 14
+    assert first.signals["ecg"].n_channels == 2
     assert abs(first.signals["eeg"].data.mean() - 4200) < 5  # raw Emotiv offset kept; the band-pass removes it
     for j, rec in enumerate(stim[:N_CLIPS]):
         assert rec.labels["arousal"] == float(scores["0-Arousal"][j, 0] > 3)

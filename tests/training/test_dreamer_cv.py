@@ -37,7 +37,7 @@ def test_synthetic_file_has_dreamer_layout_and_labels(synthetic: tuple[Path, dic
     b = load_dreamer(path)  # squeeze_me / struct_as_record=False
     assert [r.name for r in a] == [r.name for r in b]
     assert len(b) == N_SUBJECTS * N_TRIALS * 2
-    assert b[0].signals["eeg"].sfreq == 128.0 and b[0].signals["ecg"].data.shape[0] == 2
+    assert b[0].signals["eeg"].sfreq == 128.0 and b[0].signals["ecg"].n_channels == 2
     assert len(table.subject_of) == N_SUBJECTS * N_TRIALS
     for s in range(N_SUBJECTS):
         for j in range(N_TRIALS):
@@ -151,7 +151,7 @@ def test_units_are_checked(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"ECG amplitudes are implausible for unit 'uV'.*suggests mV"):
         load_dreamer(path)
     ok = load_dreamer(path, ecg_unit="mV")
-    assert 500 < np.ptp(ok[0].signals["ecg"].data[0]) < 5000  # ~1 mV R waves, in µV
+    assert 500 < np.ptp(ok[0].signals["ecg"].data[:, 0]) < 5000  # ~1 mV R waves, in µV
     path = tmp_path / "V.mat"
     write_synthetic_dreamer(path, dataclasses.replace(small, eeg_unit="V"))
     with pytest.raises(DatasetError, match=r"EEG amplitudes are implausible for unit 'mV': .* mV \(.* µV\)"):

@@ -52,9 +52,9 @@ def test_cinc_reader_matches_wfdb_on_real_records(cinc_dir: Path) -> None:
     assert {k: sum(v == k for v in labels.values()) for k in "NAO~"} == {"N": 3690, "A": 514, "O": 1764, "~": 32}
     rec = load_cinc_record(cinc_dir, "A00001", labels["A00001"])
     sig = rec.signals["ecg"]
-    assert sig.sfreq == 300.0 and sig.data.shape == (1, 9000) and rec.condition == "N"
+    assert sig.sfreq == 300.0 and sig.data.shape == (9000, 1) and rec.condition == "N"
     ref = wfdb.rdrecord(str(cinc_dir / "A00001"), physical=True)
-    np.testing.assert_allclose(sig.data[0], ref.p_signal[:, 0] * 1000.0, atol=1e-3)  # mV -> µV
+    np.testing.assert_allclose(sig.data[:, 0], ref.p_signal[:, 0] * 1000.0, atol=1e-3)  # mV -> µV
     assert 200.0 < float(np.abs(sig.data).max()) < 5000.0  # a QRS of a few hundred µV to a few mV
 
 

@@ -1,10 +1,11 @@
-"""Recordings, their offline preprocessing (the live engine's DSP path) and the windows models train on.
+"""Recordings' offline preprocessing (the live engine's DSP path) and the windows models train on.
 
-A loader returns :class:`Recording` objects: raw signals per modality in microvolts at their own rate, labels, the
-subject and the condition. :func:`prepare` runs each signal through the same :class:`~rt_physio.dsp.StreamProcessor`
-the engine uses live (band-pass, notch at the line frequency, resampling to 200 Hz), so a model trains on exactly
-the signal it will see at run time; results are cached as ``.npy`` files. :class:`WindowDataset` cuts windows
-``(C, N, 200)`` from the prepared signals on a grid, on demand (a 1-s training hop does not multiply memory).
+A loader returns :class:`rt_physio.io.Recording` objects: raw signals per modality in microvolts at their own rate,
+labels, the subject and the condition. :func:`prepare` runs each signal through the same
+:class:`~rt_physio.dsp.StreamProcessor` the engine uses live (band-pass, notch at the line frequency, resampling to
+200 Hz), so a model trains on exactly the signal it will see at run time; results are cached as ``.npy`` files.
+:class:`WindowDataset` cuts windows ``(C, N, 200)`` from the prepared signals on a grid, on demand (a 1-s training
+hop does not multiply memory).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import json
 import logging
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 
 from rt_physio.dsp import StreamProcessor
 from rt_physio.errors import RtPhysioError
+from rt_physio.io import Recording, Signal, scale_to_uv
 from rt_physio.nn.fusion import MODALITIES
 from rt_physio.nn.spec import Preprocessing
 
@@ -32,11 +33,8 @@ __all__ = [
     "Batch",
     "DatasetError",
     "PreparedRecording",
-    "Recording",
-    "Signal",
     "WindowDataset",
     "default_cache_dir",
-    "normalise_label",
     "prepare",
     "preprocess_signal",
     "to_microvolts",
@@ -54,75 +52,13 @@ class DatasetError(RtPhysioError):
 
 
 @dataclass(frozen=True)
-class Signal:
-    """Raw samples of one modality of a recording.
-
-    Attributes
-    ----------
-    data : ndarray of float32, shape (channels, samples)
-        Microvolts.
-    sfreq : float
-        Sampling rate in Hz.
-    channels : tuple of str
-        Channel (lead) names, one per row.
-    """
-
-    data: NDArray[np.float32]
-    sfreq: float
-    channels: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        if self.data.ndim != 2 or self.data.shape[0] != len(self.channels):
-            raise ValueError(
-                f"Signal data must be (channels, samples) with {len(self.channels)} channels, got {self.data.shape}."
-            )
-
-    @property
-    def duration_s(self) -> float:
-        """Length in seconds."""
-        return float(self.data.shape[1] / self.sfreq)
-
-
-@dataclass(frozen=True)
-class Recording:
-    """One continuous recording of one subject under one condition.
-
-    Attributes
-    ----------
-    subject : str
-        Subject id (``"Subject07"``, ``"S03"``); splits are made on it.
-    name : str
-        Unique recording name (``"Subject07_2"``).
-    source : Path
-        The file it came from (part of the cache key).
-    signals : Mapping[str, Signal]
-        Usable modalities (``"eeg"``, ``"ecg"``). A modality that the file has but that is unusable is left out
-        and explained in ``missing``.
-    labels : Mapping[str, float]
-        Target per output name (0 / 1 for binary tasks).
-    condition : str
-        What the subject was doing (``"rest"``, ``"task"``, ``"stimulus"``, ``"baseline"``).
-    missing : Mapping[str, str]
-        Modality -> why it is not in ``signals``.
-    """
-
-    subject: str
-    name: str
-    source: Path
-    signals: Mapping[str, Signal]
-    labels: Mapping[str, float]
-    condition: str = ""
-    missing: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class PreparedRecording:
     """A recording after preprocessing: model-rate signals in model units.
 
     Attributes
     ----------
     subject, name, condition, labels, missing :
-        As in :class:`Recording`.
+        As in :class:`rt_physio.io.Recording`.
     signals : dict[str, ndarray of float32, shape (channels, samples)]
         At 200 Hz, divided by the model's ``scale_uv``.
     """
@@ -140,20 +76,9 @@ class PreparedRecording:
         return min(x.shape[1] for x in self.signals.values()) if self.signals else 0
 
 
-def normalise_label(label: str) -> str:
-    """Channel label without a type prefix or case: ``"EEG Fp1"`` -> ``"fp1"``, ``"ECG ECG"`` -> ``"ecg"``."""
-    text = label.strip()
-    text = re.sub(r"^(EEG|ECG|EKG)[\s_:-]+", "", text, flags=re.IGNORECASE)
-    return text.strip().lower()
-
-
-_UNIT_FACTORS = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "microvolt": 1.0, "microvolts": 1.0, "mv": 1e3,
-                 "millivolt": 1e3, "millivolts": 1e3, "v": 1e6, "volt": 1e6, "volts": 1e6, "nv": 1e-3}
-
-
 def to_microvolts(unit: str, where: str) -> float:
     """Factor that converts ``unit`` to microvolts; DatasetError (naming ``where``) for a non-voltage unit."""
-    factor = _UNIT_FACTORS.get(unit.strip().lower())
+    factor = scale_to_uv(unit)
     if factor is None:
         raise DatasetError(f"{where}: unit {unit!r} is not a voltage (expected uV, mV or V).")
     return factor
@@ -193,7 +118,7 @@ def preprocess_signal(signal: Signal, preprocessing: Preprocessing | None, line_
     ndarray of float32, shape (channels, samples_out)
         Microvolts at ``sfreq_out``.
     """
-    n_ch, n_in = signal.data.shape
+    n_in, n_ch = signal.data.shape
     bandpass = preprocessing.bandpass if preprocessing is not None else None
     if bandpass is not None and bandpass[1] > 0.9 * signal.sfreq / 2:
         # the clip StreamProcessor applies (and logs) for a low-rate input, done here without a log line per file
@@ -210,7 +135,7 @@ def preprocess_signal(signal: Signal, preprocessing: Preprocessing | None, line_
     # The resampler emits output k once input k * fs_in / fs_out has arrived, and its content lags by delay_s:
     # feed delay_s (and a margin) more of the last value so the last input instants get their output too.
     n_pad = math.ceil((proc.delay_s + 2.0 / sfreq_out) * signal.sfreq) + 1
-    x = np.ascontiguousarray(signal.data.T)
+    x = np.ascontiguousarray(signal.data)
     x = np.concatenate([x, np.repeat(x[-1:], n_pad, axis=0)])
     ts = np.arange(x.shape[0], dtype=np.float64) / signal.sfreq
     written = proc.push(x, ts)
@@ -225,12 +150,15 @@ def _cache_key(rec: Recording, modality: str, preprocessing: Preprocessing | Non
                sfreq_out: float) -> str:
     sig = rec.signals[modality]
     try:
-        st = rec.source.stat()
-        file_id = [str(rec.source.resolve()), st.st_size, st.st_mtime_ns]
+        st = rec.path.stat()
+        file_id = [str(rec.path.resolve()), st.st_size, st.st_mtime_ns]
     except OSError:
-        file_id = [str(rec.source)]
-    digest = hashlib.sha256(np.ascontiguousarray(sig.data[:, : min(sig.data.shape[1], 4096)]).tobytes())
-    payload = json.dumps([_CACHE_VERSION, file_id, rec.name, modality, list(sig.channels), sig.data.shape,
+        file_id = [str(rec.path)]
+    # the key predates (samples, channels) signals: it hashes the (channels, samples) layout, so caches stay valid
+    head = sig.data[: min(sig.n_samples, 4096)].T
+    digest = hashlib.sha256(np.ascontiguousarray(head).tobytes())
+    payload = json.dumps([_CACHE_VERSION, file_id, rec.name, modality, list(sig.channel_names),
+                          (sig.n_channels, sig.n_samples),
                           sig.sfreq, None if preprocessing is None else [preprocessing.bandpass, preprocessing.notch],
                           line_freq, sfreq_out, digest.hexdigest()], default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rt_physio.training.datasets.base import DatasetError, Recording, Signal
+from rt_physio.io import Recording, Signal
+from rt_physio.training.datasets.base import DatasetError
 
 __all__ = ["CINC_LABELS", "holdout_split", "is_cinc2017", "load_cinc2017", "load_cinc_record", "read_reference"]
 
@@ -89,10 +90,10 @@ def load_cinc_record(folder: str | Path, record: str, label: str | None = None) 
         val = scipy.io.loadmat(str(mat))["val"]
     except (OSError, ValueError, KeyError) as exc:
         raise DatasetError(f"{mat}: not a readable cinc2017 record ({exc!r}).") from exc
-    data = (np.asarray(val, dtype=np.float64).reshape(1, -1) * (1000.0 / _ADU_PER_MV)).astype(np.float32)  # µV
+    data = (np.asarray(val, dtype=np.float64).reshape(-1, 1) * (1000.0 / _ADU_PER_MV)).astype(np.float32)  # µV
     fs = _header_fs(folder / f"{record}.hea")
-    return Recording(subject=record, name=record, source=mat, signals={"ecg": Signal(data, fs, ("I",))},
-                     labels={}, condition=label or "unlabelled")
+    return Recording(mat, "cinc2017", {"ecg": Signal("ecg", data, fs, ("I",))}, name=record, subject=record,
+                     condition=label or "unlabelled")
 
 
 def holdout_split(labels: dict[str, str], fraction: float = 0.1, seed: int = 0) -> tuple[list[str], list[str]]:

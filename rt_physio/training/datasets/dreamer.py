@@ -3,10 +3,9 @@
 23 subjects x 18 film clips, Emotiv EEG 14 ch at 128 Hz, ECG 2 leads at 256 Hz, self-reports 1-5 of valence,
 arousal and dominance.
 
-``DREAMER.mat`` holds one struct ``DREAMER`` (layout: ``shared/reference/dreamer.md``). It is read with
-:func:`scipy.io.loadmat`, and :func:`read_dreamer` accepts both forms scipy can return: nested object arrays
-(the default, ``mat['DREAMER'][0, 0]['Data'][0, i]...``) and ``squeeze_me=True, struct_as_record=False``
-(attributes, ``D.Data[i].EEG.stimuli[j]``). Anything else fails with a message naming the field.
+``DREAMER.mat`` holds one struct ``DREAMER`` (layout: ``shared/reference/dreamer.md``), read by
+:class:`rt_physio.io.dreamer.DreamerFile` (both forms :func:`scipy.io.loadmat` can return; anything else fails with
+a message naming the field).
 
 Each clip gives two recordings: ``condition="stimulus"`` (the film clip) and ``condition="baseline"`` (the
 neutral clip shown before it), both labelled with the clip's self-reports binarised as ``score > threshold``
@@ -21,15 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
-from rt_physio.training.datasets.base import DatasetError, Recording, Signal, to_microvolts
+from rt_physio.errors import SourceError
+from rt_physio.io import Recording, Signal
+from rt_physio.io.dreamer import DREAMER_PARTS, DreamerFile, load_dreamer_mat
+from rt_physio.training.datasets.base import DatasetError, to_microvolts
 
 __all__ = ["AMPLITUDE_RANGES", "DREAMER_LABELS", "check_amplitudes", "load_dreamer", "read_dreamer"]
 
 #: Output names of DREAMER models, in this order.
 DREAMER_LABELS = ("arousal", "valence", "dominance")
-_SCORES = {"arousal": "ScoreArousal", "valence": "ScoreValence", "dominance": "ScoreDominance"}
 #: Plausible typical amplitude (µV) per modality: the median over clips and channels of the 1st-99th percentile
 #: range. EEG (Emotiv, DC removed by the percentile range) is tens of µV, ECG R waves 0.1-5 mV; the bounds are wide,
 #: but a unit wrong by a factor of 1000 falls outside them.
@@ -57,15 +57,13 @@ def load_dreamer(path: str | Path, *, threshold: float = 3.0, ecg_unit: str = "u
         Missing or unreadable file, a structure that is not DREAMER's (the missing field is named), or amplitudes
         implausible for the stated unit.
     """
-    import scipy.io
-
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: DREAMER file not found (expected DREAMER.mat).")
     try:
-        mat = scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
-    except (OSError, ValueError, NotImplementedError) as exc:
-        raise DatasetError(f"{path}: not a readable MATLAB file ({exc}).") from exc
+        mat = load_dreamer_mat(path)
+    except SourceError as exc:
+        raise DatasetError(str(exc)) from exc
     recordings = read_dreamer(mat, source=path, threshold=threshold, ecg_unit=ecg_unit, eeg_unit=eeg_unit)
     if check_units:
         check_amplitudes(recordings, {"eeg": eeg_unit, "ecg": ecg_unit}, source=path)
@@ -101,7 +99,7 @@ def check_amplitudes(recordings: Sequence[Recording], units: Mapping[str, str], 
     for modality, (low, high) in AMPLITUDE_RANGES.items():
         spans = [float(np.ptp(np.percentile(ch[::4], [1.0, 99.0])))
                  for rec in recordings if modality in rec.signals
-                 for ch in rec.signals[modality].data if ch.size >= 8]
+                 for ch in rec.signals[modality].data.T if ch.size >= 8]
         if not spans:
             continue
         typical = float(np.median(spans))
@@ -123,94 +121,44 @@ def check_amplitudes(recordings: Sequence[Recording], units: Mapping[str, str], 
 def read_dreamer(mat: Mapping[str, Any], *, source: Path = Path("DREAMER.mat"), threshold: float = 3.0,
                  ecg_unit: str = "uV", eeg_unit: str = "uV") -> list[Recording]:
     """Turn the result of ``scipy.io.loadmat`` (either form) into recordings; see :func:`load_dreamer`."""
-    if "DREAMER" not in mat:
-        keys = sorted(k for k in mat if not k.startswith("__"))
-        raise DatasetError(f"{source}: no 'DREAMER' struct (variables: {keys}).")
-    root = mat["DREAMER"]
-    eeg_fs = float(_scalar(_field(root, "EEG_SamplingRate", source, "DREAMER"), source, "EEG_SamplingRate"))
-    ecg_fs = float(_scalar(_field(root, "ECG_SamplingRate", source, "DREAMER"), source, "ECG_SamplingRate"))
-    electrodes = tuple(str(_unwrap(e)) for e in _cells(_field(root, "EEG_Electrodes", source, "DREAMER")))
-    eeg_factor = to_microvolts(eeg_unit, f"{source}: EEG")
-    ecg_factor = to_microvolts(ecg_unit, f"{source}: ECG")
+    try:
+        return _recordings(DreamerFile(mat, source), source, threshold, ecg_unit, eeg_unit)
+    except SourceError as exc:
+        raise DatasetError(str(exc)) from exc
+
+
+def _recordings(dreamer: DreamerFile, source: Path, threshold: float, ecg_unit: str,
+                eeg_unit: str) -> list[Recording]:
+    electrodes = dreamer.electrodes
+    eeg_factor = np.float32(to_microvolts(eeg_unit, f"{source}: EEG"))
+    ecg_factor = np.float32(to_microvolts(ecg_unit, f"{source}: ECG"))
     recordings: list[Recording] = []
-    for i, subject in enumerate(_cells(_field(root, "Data", source, "DREAMER"))):
+    for i in range(len(dreamer.subjects)):
         sid = f"S{i + 1:02d}"
         where = f"DREAMER.Data[{i}]"
-        eeg = _field(subject, "EEG", source, where)
-        ecg = _field(subject, "ECG", source, where)
-        scores = {k: np.asarray(_field(subject, f, source, where), dtype=np.float64).reshape(-1)
-                  for k, f in _SCORES.items()}
-        for part, condition in (("stimuli", "stimulus"), ("baseline", "baseline")):
-            eeg_clips = _cells(_field(eeg, part, source, f"{where}.EEG"))
-            ecg_clips = _cells(_field(ecg, part, source, f"{where}.ECG"))
+        for kind in ("EEG", "ECG"):  # a missing modality is named before missing scores
+            dreamer.field(dreamer.subjects[i], kind, where)
+        scores = dreamer.scores(i)
+        for part, condition in zip(DREAMER_PARTS, ("stimulus", "baseline"), strict=True):
+            eeg_clips = dreamer.clips(i, "EEG", part)
+            ecg_clips = dreamer.clips(i, "ECG", part)
             if len(eeg_clips) != len(ecg_clips) or any(len(s) != len(eeg_clips) for s in scores.values()):
                 raise DatasetError(
                     f"{source}: {where} has {len(eeg_clips)} EEG {part}, {len(ecg_clips)} ECG {part} and "
                     f"{[len(s) for s in scores.values()]} scores; they must match (one per clip)."
                 )
             for j, (x_eeg, x_ecg) in enumerate(zip(eeg_clips, ecg_clips, strict=True)):
-                e = _matrix(x_eeg, len(electrodes), source, f"{where}.EEG.{part}[{j}]") * np.float32(eeg_factor)
-                c = _matrix(x_ecg, None, source, f"{where}.ECG.{part}[{j}]") * np.float32(ecg_factor)
-                leads = tuple(f"ECG{k + 1}" for k in range(c.shape[0]))
+                # (samples, channels) float32 first, then the unit: the float32 product the loader always made
+                e = dreamer.matrix(x_eeg, len(electrodes), f"{where}.EEG.{part}[{j}]").astype(np.float32) * eeg_factor
+                c = dreamer.matrix(x_ecg, None, f"{where}.ECG.{part}[{j}]").astype(np.float32) * ecg_factor
+                leads = tuple(f"ECG{k + 1}" for k in range(c.shape[1]))
+                signals = {"eeg": Signal("eeg", e, dreamer.eeg_rate, electrodes),
+                           "ecg": Signal("ecg", c, dreamer.ecg_rate, leads)}
                 recordings.append(Recording(
-                    subject=sid, name=f"{sid}_clip{j + 1:02d}_{condition}", source=source,
-                    signals={"eeg": Signal(e, eeg_fs, electrodes), "ecg": Signal(c, ecg_fs, leads)},
-                    labels={k: float(scores[k][j] > threshold) for k in DREAMER_LABELS},
-                    condition=condition,
+                    source, "dreamer", signals,
+                    name=f"{sid}_clip{j + 1:02d}_{condition}", subject=sid,
+                    labels={k: float(scores[k][j] > threshold) for k in DREAMER_LABELS}, condition=condition,
                 ))
     if not recordings:
         raise DatasetError(f"{source}: DREAMER.Data holds no subject.")
     return recordings
-
-
-def _unwrap(x: Any) -> Any:
-    """Strip the 1x1 object / struct arrays scipy wraps MATLAB cells and structs in."""
-    while isinstance(x, np.ndarray) and x.size == 1 and (x.dtype == object or x.dtype.names):
-        x = x.reshape(-1)[0]
-    return x
-
-
-def _field(x: Any, name: str, source: Path, where: str) -> Any:
-    x = _unwrap(x)
-    names: list[str] = []
-    if isinstance(x, np.void) and x.dtype.names:
-        names = list(x.dtype.names)
-        if name in names:
-            return x[name]
-    elif isinstance(x, Mapping):
-        names = [str(k) for k in x]
-        if name in x:
-            return x[name]
-    elif hasattr(x, "_fieldnames"):  # scipy.io.matlab.mat_struct
-        names = list(x._fieldnames)
-        if name in names:
-            return getattr(x, name)
-    else:
-        raise DatasetError(f"{source}: {where} is not a struct (got {type(x).__name__}); is this DREAMER.mat?")
-    raise DatasetError(f"{source}: {where} has no field {name!r} (fields: {names}); is this DREAMER.mat?")
-
-
-def _cells(x: Any) -> list[Any]:
-    """Elements of a cell array (MATLAB column-major order), each unwrapped."""
-    x = _unwrap(x) if not (isinstance(x, np.ndarray) and x.dtype == object and x.size > 1) else x
-    if isinstance(x, np.ndarray) and x.dtype == object:
-        return [_unwrap(e) for e in x.reshape(-1, order="F")]
-    if isinstance(x, list | tuple):
-        return [_unwrap(e) for e in x]
-    return [x]
-
-
-def _scalar(x: Any, source: Path, where: str) -> float:
-    arr = np.asarray(_unwrap(x), dtype=np.float64).reshape(-1)
-    if arr.size != 1:
-        raise DatasetError(f"{source}: {where} must be one number, got {arr.size} values.")
-    return float(arr[0])
-
-
-def _matrix(x: Any, n_channels: int | None, source: Path, where: str) -> NDArray[np.float32]:
-    arr = np.asarray(_unwrap(x), dtype=np.float64)
-    if arr.ndim == 1 and n_channels in (None, 1):
-        arr = arr[:, None]
-    if arr.ndim != 2 or (n_channels is not None and arr.shape[1] != n_channels):
-        raise DatasetError(f"{source}: {where} must be (samples x {n_channels or 'leads'}), got shape {arr.shape}.")
-    return np.ascontiguousarray(arr.T, dtype=np.float32)  # (channels, samples)

@@ -1,75 +1,52 @@
 """EDF files and folders as unlabelled corpora, and the pre-training corpus finder.
 
-:func:`load_edf` reads the EEG or the ECG channels of any EDF/EDF+ file (by label: ``EEG ...`` or a 10-20 name
-for EEG, ``ECG``/``EKG`` for ECG). :func:`find_corpus` turns the ``--data`` paths of ``rt-physio train pretrain``
-into recordings: EDF files, WFDB records (``.hea``), NeuroKit CSV files, and folders of them (recursively). An
-EEGMAT folder contributes only its training subjects (00-27), so pre-training never sees validation or test
-people.
+:func:`load_edf` reads the EEG or the ECG channels of any EDF/EDF+ file (typed by
+:func:`rt_physio.io.channel_kind`: ``EEG ...`` or a 10-20 name for EEG, ``ECG``/``EKG`` or an ECG lead name for
+ECG). :func:`find_corpus` turns the ``--data`` paths of ``rt-physio train pretrain`` into recordings: EDF files,
+WFDB records (``.hea``), NeuroKit CSV files, and folders of them (recursively). An EEGMAT folder contributes only
+its training subjects (00-27), so pre-training never sees validation or test people.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
-from rt_physio.training.datasets.base import DatasetError, Recording, Signal, normalise_label, to_microvolts
+from rt_physio.errors import ConfigError, SourceError
+from rt_physio.io import Recording, label_key, read_recording
+from rt_physio.training.datasets.base import DatasetError
 
 __all__ = ["find_corpus", "load_edf"]
 
-_TEN_TWENTY = {
-    "fp1", "fp2", "fpz", "af3", "af4", "af7", "af8", "afz", "f1", "f2", "f3", "f4", "f5", "f6", "f7", "f8", "fz",
-    "fc1", "fc2", "fc3", "fc4", "fc5", "fc6", "fcz", "ft7", "ft8", "t3", "t4", "t5", "t6", "t7", "t8", "c1", "c2",
-    "c3", "c4", "c5", "c6", "cz", "cp1", "cp2", "cp3", "cp4", "cp5", "cp6", "cpz", "tp7", "tp8", "p1", "p2", "p3",
-    "p4", "p5", "p6", "p7", "p8", "pz", "po3", "po4", "po7", "po8", "poz", "o1", "o2", "oz", "a1", "a2", "a2-a1",
-}
 _EEGMAT_FILE = re.compile(r"^Subject(\d{2})_[12]\.edf$", re.IGNORECASE)
-
-
-def _kind(label: str) -> str | None:
-    raw = label.strip().lower()
-    if raw.startswith(("ecg", "ekg")):
-        return "ecg"
-    if raw.startswith("eeg") or normalise_label(label) in _TEN_TWENTY:
-        return "eeg"
-    return None
 
 
 def load_edf(path: str | Path, modality: str) -> Recording:
     """Read the ``modality`` (``"eeg"`` or ``"ecg"``) channels of an EDF file, in µV.
 
-    Channels of another rate than the first matching channel are skipped.
+    Channels are typed by :func:`rt_physio.io.channel_kind`; channels of another rate than most of them are left out.
+    Channel names are :func:`rt_physio.io.label_key` keys (``fp1``).
 
     Raises
     ------
     DatasetError
         Unreadable file, or no channel of that modality (the labels found are listed).
     """
-    import pyedflib
-
     path = Path(path)
     try:
-        reader = pyedflib.EdfReader(str(path))
-    except OSError as exc:
-        raise DatasetError(f"{path}: not a readable EDF file ({exc}).") from exc
-    try:
-        labels = reader.getSignalLabels()
-        picks = [i for i, label in enumerate(labels) if _kind(label) == modality]
-        if not picks:
-            raise DatasetError(f"{path}: no {modality.upper()} channel (channels: {labels}).")
-        fs = float(reader.getSampleFrequency(picks[0]))
-        picks = [i for i in picks if float(reader.getSampleFrequency(i)) == fs]
-        rows = [reader.readSignal(i) * to_microvolts(reader.getPhysicalDimension(i) or "uV",
-                                                     f"{path}: channel {labels[i]!r}") for i in picks]
-        n = min(len(r) for r in rows)
-        data = np.stack([r[:n] for r in rows]).astype(np.float32)
-    finally:
-        reader.close()
-    names = tuple(normalise_label(labels[i]) or labels[i] for i in picks)
-    return Recording(subject=path.stem, name=path.stem, source=path,
-                     signals={modality: Signal(data, fs, names)}, labels={}, condition="unlabelled")
+        rec = read_recording(path)
+    except ConfigError as exc:
+        raise DatasetError(str(exc)) from exc
+    except SourceError as exc:
+        raise DatasetError(f"{path}: not a readable EDF file, or no {modality.upper()} channel ({exc}).") from exc
+    if modality not in rec.signals:
+        raise DatasetError(f"{path}: no {modality.upper()} channel ({rec.describe()}).")
+    sig = rec.signals[modality]
+    names = tuple(label_key(n) or n for n in sig.channel_names)
+    return Recording(path, rec.format, {modality: replace(sig, channel_names=names)}, name=path.stem,
+                     subject=path.stem, condition="unlabelled")
 
 
 def find_corpus(paths: Sequence[str | Path], modality: str, *, train_subjects: Sequence[int] = range(28)

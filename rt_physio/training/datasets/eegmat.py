@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from rt_physio.training.datasets.base import DatasetError, Recording, Signal, normalise_label, to_microvolts
+from rt_physio.errors import ConfigError, SourceError
+from rt_physio.io import Recording, Signal, read_recording
+from rt_physio.training.datasets.base import DatasetError
 
 __all__ = [
     "EEGMAT_EEG_CHANNELS",
@@ -97,53 +100,32 @@ def load_eegmat(folder: str | Path, subjects: Iterable[int] | None = None, *, ec
 
 def load_eegmat_file(path: str | Path, *, ecg: bool = True, eeg: bool = True) -> Recording:
     """Load one EEGMAT EDF file (see :func:`load_eegmat`)."""
-    import pyedflib
-
     path = Path(path)
     match = _FILE.match(path.name)
     if match is None:
         raise DatasetError(f"{path}: not an EEGMAT file name (expected SubjectNN_1.edf or SubjectNN_2.edf).")
     subject, condition = f"Subject{match.group(1)}", int(match.group(2))
     name = f"{subject}_{condition}"
-    try:
-        reader = pyedflib.EdfReader(str(path))
-    except OSError as exc:
-        raise DatasetError(f"{path}: not a readable EDF file ({exc}).") from exc
-    try:
-        labels = [normalise_label(label) for label in reader.getSignalLabels()]
-
-        def read(channel: str) -> tuple[np.ndarray, float, float]:
-            key = normalise_label(channel)
-            if key not in labels:
-                raise DatasetError(
-                    f"{path}: channel {channel!r} is missing (the file has {reader.getSignalLabels()}); EEGMAT "
-                    f"recordings need {list(EEGMAT_EEG_CHANNELS)} and 'ECG'."
-                )
-            i = labels.index(key)
-            factor = to_microvolts(reader.getPhysicalDimension(i), f"{path}: channel {channel!r}")
-            return reader.readSignal(i) * factor, float(reader.getSampleFrequency(i)), factor
-
-        signals: dict[str, Signal] = {}
-        missing: dict[str, str] = {}
+    signals: dict[str, Signal] = {}
+    missing: dict[str, str] = {}
+    if eeg or ecg:
+        try:
+            rec = read_recording(path, eeg_channels=EEGMAT_EEG_CHANNELS if eeg else [],
+                                 ecg_channels=["ECG"] if ecg else [])
+        except ConfigError as exc:
+            raise DatasetError(f"{exc} EEGMAT recordings need {list(EEGMAT_EEG_CHANNELS)} and 'ECG'.") from exc
+        except SourceError as exc:
+            raise DatasetError(f"{path}: not a readable EDF file ({exc}).") from exc
         if eeg:
-            rows = [read(ch) for ch in EEGMAT_EEG_CHANNELS]
-            rates = {r[1] for r in rows}
-            if len(rates) != 1:
-                raise DatasetError(f"{path}: EEG channels have different sampling rates {sorted(rates)}.")
-            lengths = min(len(r[0]) for r in rows)
-            data = np.stack([r[0][:lengths] for r in rows]).astype(np.float32)
-            signals["eeg"] = Signal(data, rates.pop(), EEGMAT_EEG_CHANNELS)
+            signals["eeg"] = replace(rec.signals["eeg"], channel_names=EEGMAT_EEG_CHANNELS)
         if ecg:
-            x, fs, _ = read("ECG")
-            lo, hi = np.percentile(x, [0.5, 99.5])
+            lead = rec.signals["ecg"]
+            lo, hi = np.percentile(lead.data[:, 0], [0.5, 99.5])
             if name in UNUSABLE_ECG:
                 missing["ecg"] = "ECG lead unusable (no R peaks; listed in the EEGMAT manifest)"
             elif (hi - lo) / 1e3 < MIN_ECG_RANGE_MV:
                 missing["ecg"] = f"ECG lead unusable (peak-to-peak {(hi - lo) / 1e3:.2f} mV < {MIN_ECG_RANGE_MV} mV)"
             else:
-                signals["ecg"] = Signal(x[None, :].astype(np.float32), fs, ("ECG",))
-    finally:
-        reader.close()
-    return Recording(subject=subject, name=name, source=path, signals=signals,
-                     labels={EEGMAT_LABEL: float(condition == 2)}, condition="rest" if condition == 1 else "task",
-                     missing=missing)
+                signals["ecg"] = lead
+    return Recording(path, "edf", signals, name=name, subject=subject, labels={EEGMAT_LABEL: float(condition == 2)},
+                     condition="rest" if condition == 1 else "task", missing=missing)

@@ -1,9 +1,10 @@
 """Unlabelled ECG corpora for pre-training: PhysioNet WFDB records and NeuroKit-style CSV files.
 
-WFDB records are read with the ``wfdb`` package in physical units; only the ECG leads are kept (signals in a
-voltage unit whose name is not a known non-ECG signal such as PLETH, RESP, ABP). NeuroKit CSV files have an
-``ECG`` column and no time stamps; the rate comes from the file name (``..._100hz.csv``) or the caller, and the
-values are taken as millivolts (NeuroKit's example data) unless told otherwise.
+Both are read by :func:`rt_physio.io.read_recording`. WFDB records are read in physical units; only the ECG leads
+are kept (typed by :func:`rt_physio.io.channel_kind`: lead names such as MLII, V5, aVR and anything named ECG, not
+PLETH, RESP, ABP). NeuroKit CSV files have an ``ECG`` column and no time stamps; the rate comes from the file name
+(``..._100hz.csv``) or the caller, and the values are taken as millivolts (NeuroKit's example data) unless told
+otherwise.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
-
-from rt_physio.training.datasets.base import DatasetError, Recording, Signal, to_microvolts
+from rt_physio.errors import ConfigError, SourceError
+from rt_physio.io import Recording, read_recording
+from rt_physio.io.wfdb import wfdb_record_name
+from rt_physio.training.datasets.base import DatasetError
 
 __all__ = ["load_neurokit_csv", "load_wfdb_record"]
 
-_NON_ECG = re.compile(r"^(pleth|resp|abp|art|pap|cvp|icp|spo2|co2|bp|eeg|emg|eog|ppg|rsp|eda|gsr)", re.IGNORECASE)
 _RATE_IN_NAME = re.compile(r"(\d+(?:\.\d+)?)\s*hz", re.IGNORECASE)
 
 
@@ -39,32 +40,14 @@ def load_wfdb_record(path: str | Path) -> Recording:
     DatasetError
         Unreadable record, or no ECG lead in it.
     """
-    import wfdb
-
-    path = Path(path)
-    base = path.with_suffix("") if path.suffix in (".hea", ".dat") else path
+    header = Path(wfdb_record_name(Path(path)) + ".hea")
     try:
-        record = wfdb.rdrecord(str(base), physical=True)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{base}.hea: not a readable WFDB record ({exc}).") from exc
-    names = list(record.sig_name or [])
-    units = list(record.units or [""] * len(names))
-    rows: list[np.ndarray] = []
-    leads: list[str] = []
-    for i, (name, unit) in enumerate(zip(names, units, strict=True)):
-        if _NON_ECG.match(name):
-            continue
-        try:
-            factor = to_microvolts(unit, f"{base}.hea: signal {name!r}")
-        except DatasetError:
-            continue  # not a voltage (NU, mmHg, ...): not an ECG lead
-        rows.append(np.asarray(record.p_signal[:, i], dtype=np.float64) * factor)
-        leads.append(str(name))
-    if not rows:
-        raise DatasetError(f"{base}.hea: no ECG lead (signals {names} in units {units}).")
-    data = np.stack(rows).astype(np.float32)
-    return Recording(subject=base.name, name=base.name, source=base.with_suffix(".hea"),
-                     signals={"ecg": Signal(data, float(record.fs), tuple(leads))}, labels={}, condition="unlabelled")
+        rec = read_recording(header, eeg_channels=[])
+    except (ConfigError, SourceError) as exc:
+        raise DatasetError(f"{header}: not a readable WFDB record, or no ECG lead in it ({exc}).") from exc
+    base = header.with_suffix("")
+    return Recording(header, rec.format, {"ecg": rec.signals["ecg"]}, name=base.name,
+                     subject=base.name, condition="unlabelled")
 
 
 def load_neurokit_csv(path: str | Path, sfreq: float | None = None, unit: str = "mV",
@@ -87,8 +70,6 @@ def load_neurokit_csv(path: str | Path, sfreq: float | None = None, unit: str = 
     DatasetError
         No such column, no rate, or non-numeric values.
     """
-    import pandas as pd
-
     path = Path(path)
     if sfreq is None:
         match = _RATE_IN_NAME.search(path.stem)
@@ -96,16 +77,8 @@ def load_neurokit_csv(path: str | Path, sfreq: float | None = None, unit: str = 
             raise DatasetError(f"{path}: no sampling rate in the file name (e.g. '_100hz'); pass sfreq.")
         sfreq = float(match.group(1))
     try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: not a readable CSV file ({exc}).") from exc
-    lookup = {str(c).strip().lower(): c for c in frame.columns}
-    if column.lower() not in lookup:
-        raise DatasetError(f"{path}: channel {column!r} is missing (columns: {list(frame.columns)}).")
-    try:
-        values = frame[lookup[column.lower()]].to_numpy(dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DatasetError(f"{path}: column {column!r} is not numeric ({exc}).") from exc
-    data = (values * to_microvolts(unit, f"{path}: column {column!r}"))[None, :].astype(np.float32)
-    return Recording(subject=path.stem, name=path.stem, source=path,
-                     signals={"ecg": Signal(data, float(sfreq), (column,))}, labels={}, condition="unlabelled")
+        rec = read_recording(path, rate=sfreq, unit=unit, eeg_channels=[], ecg_channels=[column])
+    except (ConfigError, SourceError) as exc:
+        raise DatasetError(f"{path}: {exc}") from exc
+    return Recording(path, rec.format, {"ecg": rec.signals["ecg"]}, name=path.stem, subject=path.stem,
+                     condition="unlabelled")

@@ -1,6 +1,7 @@
 """On-disk layout of an rt_physio recording, shared by its writer and its reader.
 
-The format itself is described in :mod:`rt_physio.publish.recorder`; reading is :mod:`rt_physio.publish.recording`.
+The format itself is described in :mod:`rt_physio.publish.recorder` (the writer); reading is
+:mod:`rt_physio.io.rt_physio`. Both import this module, so neither imports the other.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rt_physio.sources.base import MODALITIES
+from rt_physio.io.channels import MODALITIES
 
 FORMAT_ID = "rt_physio.recording/1"
 META_FILE = "recording.json"

@@ -1,20 +1,27 @@
-"""Reading rt_physio recordings back (see :mod:`rt_physio.publish.recorder` for the format and an example)."""
+"""rt_physio's own recordings (``rt-physio run --record``), read back; the writer is :mod:`rt_physio.publish.recorder`.
+
+:func:`read_sessions` reads every session of a recording folder into one :class:`~rt_physio.io.Recording` each
+(raw signals with their engine-clock time stamps, the session's predictions, the folder's ``recording.json``);
+:func:`read_rt_physio` hands one session to :func:`rt_physio.io.read_recording` for replay.
+:func:`repair_recording` turns the journals a crash left behind into Parquet segments.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from numpy.typing import NDArray
 
 from rt_physio.errors import ConfigError
-from rt_physio.publish._layout import (
+from rt_physio.io._raw import RawChannel
+from rt_physio.io.recording import Recording, Signal
+from rt_physio.io.rt_physio_layout import (
     FORMAT_ID,
     META_FILE,
     PREDICTIONS,
@@ -25,53 +32,10 @@ from rt_physio.publish._layout import (
     stream_schema,
     write_parquet,
 )
-from rt_physio.sources.base import Modality
 
-__all__ = ["RecordedStream", "Recording", "find_recording", "read_recording", "repair_recording"]
+__all__ = ["find_recording", "read_rt_physio", "read_sessions", "repair_recording"]
 
-
-@dataclass(frozen=True, slots=True)
-class RecordedStream:
-    """One recorded raw stream: samples as the source delivered them, with engine-clock timestamps."""
-
-    session: str
-    modality: Modality
-    name: str
-    source_id: str
-    sfreq: float
-    channel_names: tuple[str, ...]
-    units: tuple[str, ...]
-    data: NDArray[np.float32]  # (samples, channels)
-    timestamps: NDArray[np.float64]  # (samples,)
-
-    @property
-    def n_samples(self) -> int:
-        """Number of recorded samples."""
-        return int(self.timestamps.shape[0])
-
-
-@dataclass(frozen=True, slots=True)
-class Recording:
-    """A recording read back by :func:`read_recording`."""
-
-    path: Path
-    meta: dict[str, Any]
-    streams: dict[str, dict[Modality, RecordedStream]] = field(default_factory=dict)
-    predictions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-
-    @property
-    def complete(self) -> bool:
-        """False when the engine did not stop cleanly (killed, crashed, power cut)."""
-        return bool(self.meta.get("complete", False))
-
-    @property
-    def sessions(self) -> list[str]:
-        """Recorded session ids."""
-        return list(self.meta["sessions"])
-
-    def to_wall(self, t: NDArray[np.float64] | float) -> NDArray[np.float64] | float:
-        """Convert engine-clock times to Unix time."""
-        return t + (float(self.meta["t0_wall"]) - float(self.meta["t0_local"]))
+log = logging.getLogger(__name__)
 
 
 def find_recording(path: str | os.PathLike[str]) -> Path:
@@ -110,32 +74,81 @@ def _read_table(folder: Path, schema: pa.Schema) -> pa.Table:
     return pa.concat_tables(parts) if parts else schema.empty_table()
 
 
-def read_recording(path: str | os.PathLike[str]) -> Recording:
-    """Read a recording (complete, or cut short by a crash) into memory.
+def read_sessions(path: str | os.PathLike[str]) -> dict[str, Recording]:
+    """Read every session of a recording (complete, or cut short by a crash) into memory.
 
     Parameters
     ----------
     path : path
         The recording folder (with ``recording.json``), or a ``--record`` folder holding exactly one recording.
+
+    Returns
+    -------
+    dict[str, Recording]
+        Session id -> its raw signals (``timestamps`` on the engine clock; ``offset`` from the session's first
+        sample) and ``predictions``, in recorded order; ``meta`` is the folder's ``recording.json``.
     """
     folder = find_recording(path)
     meta = _load_meta(folder)
-    streams: dict[str, dict[Modality, RecordedStream]] = {}
-    predictions: dict[str, list[dict[str, Any]]] = {}
+    sessions: dict[str, Recording] = {}
     for session, desc in meta["sessions"].items():
-        streams[session] = {}
+        signals: dict[str, Signal] = {}
         for modality, s in desc["streams"].items():
             table = _read_table(folder / session / modality, stream_schema(s["columns"]))
             stamps = table.column(0).to_numpy().astype(np.float64, copy=False)
             data = np.empty((table.num_rows, len(s["columns"])), dtype=np.float32)
             for c in range(len(s["columns"])):
                 data[:, c] = table.column(c + 1).to_numpy()
-            streams[session][modality] = RecordedStream(
-                session=session, modality=modality, name=s["name"], source_id=s["source_id"], sfreq=s["sfreq"],
-                channel_names=tuple(s["channel_names"]), units=tuple(s["units"]), data=data, timestamps=stamps)
+            signals[modality] = Signal(modality, data, float(s["sfreq"]), tuple(s["channel_names"]),
+                                       units=tuple(s["units"]), timestamps=stamps, name=s["name"],
+                                       source_id=s["source_id"])
+        starts = [float(sig.timestamps[0]) for sig in signals.values()
+                  if sig.timestamps is not None and sig.n_samples]
+        t0 = min(starts, default=0.0)
+        signals = {m: _with_offset(sig, t0) for m, sig in signals.items()}
         table = _read_table(folder / session / PREDICTIONS, prediction_schema(desc["outputs"]))
-        predictions[session] = [json.loads(m) for m in table.column("message").to_pylist()]
-    return Recording(path=folder, meta=meta, streams=streams, predictions=predictions)
+        predictions = tuple(json.loads(m) for m in table.column("message").to_pylist())
+        sessions[session] = Recording(folder, "rt_physio", signals, name=f"{folder.name}/{session}", session=session,
+                                      predictions=predictions, meta=meta)
+    return sessions
+
+
+def _with_offset(sig: Signal, t0: float) -> Signal:
+    if sig.timestamps is None or not sig.n_samples:
+        return sig
+    return Signal(sig.modality, sig.data, sig.sfreq, sig.channel_names, float(sig.timestamps[0]) - t0, sig.units,
+                  sig.timestamps, sig.name, sig.source_id)
+
+
+def read_rt_physio(path: Path, session: str | None) -> list[RawChannel]:
+    """Read the raw channels of one session of a recording (already µV), for :func:`rt_physio.io.read_recording`.
+
+    Raises
+    ------
+    ConfigError
+        Several sessions and none chosen, or an unknown session.
+    """
+    sessions = read_sessions(path.parent if path.name == META_FILE else path)
+    names = list(sessions)
+    where = find_recording(path.parent if path.name == META_FILE else path).name
+    if session is None:
+        if len(names) != 1:
+            raise ConfigError(f"{where} recorded sessions {names}; choose one with session=<id> (--session).")
+        session = names[0]
+    if session not in sessions:
+        raise ConfigError(f"{where} has no session {session!r}; its sessions: {', '.join(names)}.")
+    channels = []
+    for sig in sessions[session].signals.values():
+        if not sig.n_samples:
+            continue
+        assert sig.timestamps is not None  # read_sessions always sets them
+        gaps = np.diff(sig.timestamps) > 1.5 / sig.sfreq
+        if gaps.any():
+            log.warning("%s: the %s stream has %d gaps; it is replayed on a regular %g Hz schedule without them",
+                        where, sig.modality.upper(), int(gaps.sum()), sig.sfreq)
+        channels += [RawChannel(label, sig.modality, sig.sfreq, "uV", sig.data[:, j], sig.offset)
+                     for j, label in enumerate(sig.channel_names)]
+    return channels
 
 
 def repair_recording(path: str | os.PathLike[str]) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Reading recordings for replay: real EEGMAT / WFDB / NeuroKit files, and XDF / DREAMER files the tests write."""
+"""Reading recordings (rt_physio.io): real EEGMAT / WFDB / NeuroKit files, and XDF / DREAMER files the tests write."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pyedflib
 import pytest
 
 from rt_physio.errors import ConfigError, SourceError
-from rt_physio.sources.recordings import channel_kind, read_recording
-from tests.sources.recording_files import DREAMER_ELECTRODES, write_dreamer, write_xdf
+from rt_physio.io import channel_kind, read_recording
+from tests.io.recording_files import DREAMER_ELECTRODES, write_dreamer, write_xdf
 
 
 @pytest.mark.parametrize(("label", "declared", "kind"), [
@@ -24,7 +24,7 @@ def test_channel_kind(label, declared, kind):
 def test_eegmat_edf_ecg_channel_is_ecg_the_rest_eeg_in_microvolts(data_dir):
     path = data_dir / "eegmat" / "Subject00_2.edf"
     rec = read_recording(path)
-    eeg, ecg = rec.streams["eeg"], rec.streams["ecg"]
+    eeg, ecg = rec.signals["eeg"], rec.signals["ecg"]
     reader = pyedflib.EdfReader(str(path))
     try:
         labels = reader.getSignalLabels()
@@ -41,24 +41,24 @@ def test_eegmat_edf_ecg_channel_is_ecg_the_rest_eeg_in_microvolts(data_dir):
     assert eeg.data.dtype == np.float32
     np.testing.assert_array_equal(eeg.data, expected_eeg)
     np.testing.assert_array_equal(ecg.data[:, 0], expected_ecg)
-    assert ecg.source_units == ("mV",)
+    assert ecg.units == ("mV",)
     assert 0.3e3 < np.ptp(ecg.data) < 5e3  # an ECG in µV
     assert rec.duration == pytest.approx(62.0)
 
 
 def test_wfdb_records_by_name_or_suffix_keep_only_ecg(data_dir):
     mitdb = read_recording(data_dir / "wfdb" / "100")
-    assert set(mitdb.streams) == {"ecg"}
-    assert mitdb.streams["ecg"].channel_names == ("MLII", "V5")
-    assert mitdb.streams["ecg"].sfreq == 360.0
-    assert mitdb.streams["ecg"].n_samples == 650000
+    assert set(mitdb.signals) == {"ecg"}
+    assert mitdb.signals["ecg"].channel_names == ("MLII", "V5")
+    assert mitdb.signals["ecg"].sfreq == 360.0
+    assert mitdb.signals["ecg"].n_samples == 650000
     ptb = read_recording(data_dir / "wfdb" / "s0010_re.hea", duration=2.0)
-    assert len(ptb.streams["ecg"].channel_names) == 15
-    assert ptb.streams["ecg"].n_samples == 2000
+    assert len(ptb.signals["ecg"].channel_names) == 15
+    assert ptb.signals["ecg"].n_samples == 2000
     v102 = read_recording(data_dir / "wfdb" / "v102s.dat")
-    ecg = v102.streams["ecg"]
+    ecg = v102.signals["ecg"]
     assert ecg.channel_names == ("II", "V")  # PLETH and RESP are left out
-    assert np.isfinite(ecg.data).all()  # the 5 invalid ECG samples are held, not NaN
+    assert np.count_nonzero(~np.isfinite(ecg.data)) == 5  # WFDB's invalid samples stay NaN (replay holds them)
 
 
 def test_neurokit_csv_needs_its_rate_and_reads_ecg_in_millivolts(data_dir):
@@ -66,16 +66,16 @@ def test_neurokit_csv_needs_its_rate_and_reads_ecg_in_millivolts(data_dir):
     with pytest.raises(ConfigError, match="rate"):
         read_recording(path)
     rec = read_recording(path, rate=100)
-    assert set(rec.streams) == {"ecg"}
-    ecg = rec.streams["ecg"]
+    assert set(rec.signals) == {"ecg"}
+    ecg = rec.signals["ecg"]
     assert ecg.sfreq == 100.0
     assert ecg.n_samples == 15000
     column = np.loadtxt(path, delimiter=",", skiprows=1)[:, 0]
     np.testing.assert_allclose(ecg.data[:, 0], (column * 1000).astype(np.float32))
     as_uv = read_recording(path, rate=100, unit="uV")
-    np.testing.assert_allclose(as_uv.streams["ecg"].data[:, 0], column.astype(np.float32))
+    np.testing.assert_allclose(as_uv.signals["ecg"].data[:, 0], column.astype(np.float32))
     picked = read_recording(path, rate=100, ecg_channels=["ECG", "RSP"])
-    assert picked.streams["ecg"].channel_names == ("ECG", "RSP")
+    assert picked.signals["ecg"].channel_names == ("ECG", "RSP")
 
 
 def test_xdf_streams_channel_types_units_and_start_offsets(tmp_path):
@@ -95,15 +95,15 @@ def test_xdf_streams_channel_types_units_and_start_offsets(tmp_path):
     rec = read_recording(path)
     assert rec.format == "xdf"
     # channel-level types win over the stream type; the ECG channel of the headset is in mV
-    assert rec.streams["eeg"].channel_names == ("Fz", "Cz")
-    np.testing.assert_array_equal(rec.streams["eeg"].data, eeg[:, :2])
-    assert rec.streams["eeg"].offset == 0.0
+    assert rec.signals["eeg"].channel_names == ("Fz", "Cz")
+    np.testing.assert_array_equal(rec.signals["eeg"].data, eeg[:, :2])
+    assert rec.signals["eeg"].offset == 0.0
     # two ECG channels at two rates: the most common rate wins (here a tie → the first), the other is left out
-    ecg_stream = rec.streams["ecg"]
+    ecg_stream = rec.signals["ecg"]
     assert ecg_stream.sfreq in (200.0, 130.0)
-    chest = read_recording(path, ecg_channels=["ECG chest"]).streams["ecg"]
+    chest = read_recording(path, ecg_channels=["ECG chest"]).signals["ecg"]
     np.testing.assert_allclose(chest.data[:, 0], eeg[:, 2].astype(np.float64) * 1000, rtol=1e-6)
-    strap = read_recording(path, ecg_channels=["lead"]).streams["ecg"]
+    strap = read_recording(path, ecg_channels=["lead"]).signals["ecg"]
     assert strap.sfreq == 130.0
     assert strap.offset == pytest.approx(0.5)
     np.testing.assert_array_equal(strap.data, ecg)
@@ -115,7 +115,7 @@ def test_dreamer_mat_subject_and_clip(tmp_path):
     with pytest.raises(ConfigError, match="subject=N"):
         read_recording(path)
     rec = read_recording(path, subject=2, clip=3)
-    eeg, ecg = rec.streams["eeg"], rec.streams["ecg"]
+    eeg, ecg = rec.signals["eeg"], rec.signals["ecg"]
     assert eeg.sfreq == 128.0
     assert ecg.sfreq == 256.0
     assert eeg.channel_names == tuple(DREAMER_ELECTRODES)
@@ -123,7 +123,7 @@ def test_dreamer_mat_subject_and_clip(tmp_path):
     np.testing.assert_array_equal(eeg.data, arrays[(2, 3, "stimuli", "eeg")].astype(np.float32))
     np.testing.assert_array_equal(ecg.data, arrays[(2, 3, "stimuli", "ecg")].astype(np.float32))
     base = read_recording(path, subject=1, clip=1, part="baseline")
-    np.testing.assert_array_equal(base.streams["eeg"].data, arrays[(1, 1, "baseline", "eeg")].astype(np.float32))
+    np.testing.assert_array_equal(base.signals["eeg"].data, arrays[(1, 1, "baseline", "eeg")].astype(np.float32))
     with pytest.raises(ConfigError, match=r"subject must be 1\.\.2, got 3"):
         read_recording(path, subject=3, clip=1)
     with pytest.raises(ConfigError, match=r"clip must be 1\.\.3, got 4"):
@@ -137,7 +137,7 @@ def test_bad_inputs_get_clear_errors(tmp_path, data_dir):
         read_recording(tmp_path / "notes.docx")
     with pytest.raises(ConfigError, match="'rate' option is for CSV"):
         read_recording(data_dir / "eegmat" / "Subject00_2.edf", rate=250)
-    with pytest.raises(ConfigError, match="no channels"):
+    with pytest.raises(ConfigError, match="channel 'Lead II' is missing"):
         read_recording(data_dir / "eegmat" / "Subject00_2.edf", ecg_channels=["Lead II"])
     broken = tmp_path / "broken.edf"
     broken.write_bytes(b"0       not an edf header")
@@ -151,5 +151,5 @@ def test_bad_inputs_get_clear_errors(tmp_path, data_dir):
     import scipy.io
 
     scipy.io.savemat(str(bogus), {"x": np.zeros(3)})
-    with pytest.raises(SourceError, match="no variable 'DREAMER'"):
+    with pytest.raises(SourceError, match="no 'DREAMER' struct"):
         read_recording(bogus, subject=1, clip=1)
