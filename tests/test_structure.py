@@ -77,6 +77,16 @@ def test_dsp_imports_only_itself_and_the_foundation() -> None:
     assert [where for where, target in _imports("dsp") if target not in allowed] == []
 
 
+def test_io_imports_only_itself_and_the_foundation() -> None:
+    # replay, training and the recorder all read files through io: it must not reach back into any of them
+    allowed = {"io", *FOUNDATION}
+    assert [where for where, target in _imports("io") if target not in allowed] == []
+
+
+def test_sources_never_import_runtime_or_publish() -> None:
+    assert _against("sources", {"runtime", "publish", "training", "dashboard"}) == []
+
+
 def test_nn_never_imports_runtime_publish_training_or_sources() -> None:
     assert _against("nn", {"runtime", "publish", "training", "sources", "dashboard"}) == []
 
