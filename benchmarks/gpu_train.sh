@@ -2,7 +2,7 @@
 # One call on one CUDA GPU, at most ~8 minutes: full-size CBraMod (12 layers, feed-forward 800, d_model 200)
 #   1. ECG pre-training (cinc2017 + WFDB + NeuroKit, cinc2017 records held out, EEGMAT excluded) for a fixed
 #      wall budget (rt-physio train pretrain --minutes), then
-#   2. EEGMAT subject-fold cross-validation folds (python -m rt_physio.training.crossval): full-size EEG encoder,
+#   2. EEGMAT subject-fold cross-validation folds (python -m rt_physio.experiments.crossval): full-size EEG encoder,
 #      ECG encoder initialised from step 1, for the rest of the budget (--max-minutes: no fold is started that
 #      the time left cannot hold; the report is rewritten after every fold).
 # Everything is written under OUT_DIR and a second call resumes: pre-training continues from its checkpoint
@@ -58,7 +58,7 @@ LEFT=$(( TOTAL_S - PRE_DONE_S - 30 ))
 if [[ -f "$OUT/ecg-encoder/encoder.json" && $LEFT -gt 20 ]]; then
   CV_MIN=$("$PY" -c "print($LEFT / 60)")
   set +e
-  timeout --signal=INT $((LEFT + 20)) "$PY" -m rt_physio.training.crossval --data "$DATA/eegmat" \
+  timeout --signal=INT $((LEFT + 20)) "$PY" -m rt_physio.experiments.crossval --data "$DATA/eegmat" \
     --out "$OUT/cv" --json "$OUT/cv.json" "${CV[@]}" --ecg-init "$OUT/ecg-encoder" --device "$DEVICE" \
     --threads "$THREADS" --max-minutes "$CV_MIN" >"$OUT/crossval.log" 2>&1
   CV_RC=$?

@@ -1,15 +1,13 @@
-"""``rt-physio train pretrain|finetune|baseline`` and ``rt-physio evaluate``: registered by :func:`register`."""
+"""``rt-physio train STEP`` (pretrain, probe, finetune, classical, calibrate-head, cv) and ``rt-physio evaluate``."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 from rt_physio.errors import ConfigError
+from rt_physio.training.reports import command_line, write_report
 
 __all__ = ["register"]
 
@@ -41,12 +39,8 @@ def _subjects(text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _command_line() -> str:
-    return "rt-physio " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-
-
 def register(sub: Any) -> None:
-    """Add the ``train`` (``pretrain``, ``finetune``, ``baseline``) and ``evaluate`` subcommands to ``sub``."""
+    """Add the ``train`` (``pretrain``, ``probe``, ``finetune``, ``classical``, ...) and ``evaluate`` subcommands."""
     fmt = argparse.ArgumentDefaultsHelpFormatter
     train = sub.add_parser("train", help="pre-train encoders or fine-tune a model",
                            description="Self-supervised pre-training of an encoder, or fine-tuning of a model.")
@@ -162,8 +156,9 @@ def register(sub: Any) -> None:
     fin.add_argument("--no-progress", action="store_true", help="no progress bar")
     fin.set_defaults(handler=_cmd_finetune)
 
-    base = tsub.add_parser("baseline", help="train the classical baseline (band powers + HRV, logistic regression)",
-                           formatter_class=fmt,
+    # "baseline" was this command's name before "baseline" came to mean only a person's rest period
+    base = tsub.add_parser("classical", aliases=["baseline"], formatter_class=fmt,
+                           help="train the classical model (band powers + HRV, logistic regression)",
                            description="Welch band powers per EEG channel and heart rate / SDNN / RMSSD per ECG "
                                        "window, one logistic regression per modality set; trained on EEGMAT "
                                        "subjects 00-27, C selected on 28-31. Writes a model folder (model.toml + "
@@ -181,7 +176,7 @@ def register(sub: Any) -> None:
     base.add_argument("--seed", type=int, default=0)
     base.add_argument("--cache", type=Path, default=None, help="cache folder for preprocessed signals")
     base.add_argument("--description", default="", help="model card description")
-    base.set_defaults(handler=_cmd_baseline)
+    base.set_defaults(handler=_cmd_classical)
 
     cal = tsub.add_parser("calibrate-head", help="add a calibrated head to a trained fusion model",
                           formatter_class=fmt,
@@ -256,7 +251,7 @@ def _cmd_pretrain(args: argparse.Namespace, out: TextIO) -> int:
         max_abs_uv=args.max_abs_uv, eegmat_subjects=args.eegmat_subjects, holdout_fraction=args.holdout,
         line_freq=args.line_freq, seed=args.seed, threads=args.threads, device=args.device,
         cache=str(args.cache) if args.cache else None, resume=args.resume, minutes=args.minutes,
-        chunk_epochs=args.chunk_epochs, command=_command_line(),
+        chunk_epochs=args.chunk_epochs, command=command_line(),
     )
 
     def show(s: EpochStats) -> None:
@@ -275,23 +270,20 @@ def _cmd_probe(args: argparse.Namespace, out: TextIO) -> int:
     import os
 
     from rt_physio.training.common import set_threads
-    from rt_physio.training.metrics import json_safe
     from rt_physio.training.probe import probe_af
 
     set_threads(args.threads)
     data = args.data or Path(os.environ.get("RT_PHYSIO_DATA", "../shared/data")) / "cinc2017"
     report = probe_af(args.encoder, data, folds=args.folds, seed=args.seed, c=args.c, cache=args.cache,
                       pooling=args.pooling, split=args.split)
-    report["command"] = _command_line()
+    report["command"] = command_line()
     for kind in ("pretrained", "random_init"):
         r = report[kind]
         out.write(f"{kind:11s} AF vs N AUROC {r['auroc']:.3f} (folds {r['auroc_fold_mean']:.3f} ± "
                   f"{r['auroc_fold_sd']:.3f}) on {report['n_af']} A + {report['n_normal']} N {args.split} records, "
                   f"{args.pooling} pooling\n")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(json_safe(report), indent=2) + "\n")
-        out.write(f"wrote {args.json}\n")
+        write_report(args.json, report, out)
     return 0
 
 
@@ -308,7 +300,7 @@ def _cmd_finetune(args: argparse.Namespace, out: TextIO) -> int:
         line_freq=args.line_freq, label_threshold=args.label_threshold, validation_subjects=args.val_subjects,
         train_subjects=args.train_subjects, weights_dtype=args.weights_dtype,
         cache=str(args.cache) if args.cache else None, max_train_windows=args.max_train_windows,
-        resume=args.resume, description=args.description, command=_command_line(),
+        resume=args.resume, description=args.description, command=command_line(),
     )
 
     def show(report: EpochReport) -> None:
@@ -329,7 +321,7 @@ def _cmd_calibrate_head(args: argparse.Namespace, out: TextIO) -> int:
 
     result, sha256 = train_calibrated_head(args.model, args.data, args.out, seconds=args.calibrate,
                                            hidden=args.hidden, epochs=args.epochs, seed=args.seed, cache=args.cache,
-                                           command=_command_line(),
+                                           command=command_line(),
                                            finetune=CalibratedFinetune(epochs=args.finetune_epochs))
     for key, res in result.validation.items():
         out.write(f"validation calibrated {key:8s} n={res['n_windows']:<4d} bal-acc {res['balanced_accuracy']:.4f}  "
@@ -338,15 +330,15 @@ def _cmd_calibrate_head(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _cmd_baseline(args: argparse.Namespace, out: TextIO) -> int:
-    from rt_physio.training.train_baseline import BaselineConfig, train_baseline
+def _cmd_classical(args: argparse.Namespace, out: TextIO) -> int:
+    from rt_physio.training.classical.train import ClassicalConfig, train_classical_model
 
-    cfg = BaselineConfig(
+    cfg = ClassicalConfig(
         data=str(args.data), out=str(args.out), dataset=args.dataset, calibrate=args.calibrate, model=args.model,
         cv_json=str(args.cv_json) if args.cv_json else None, seed=args.seed, line_freq=args.line_freq,
-        cache=str(args.cache) if args.cache else None, description=args.description, command=_command_line(),
+        cache=str(args.cache) if args.cache else None, description=args.description, command=command_line(),
     )
-    result = train_baseline(cfg)
+    result = train_classical_model(cfg)
     for kind, sets in result.validation.items():
         for key, res in sets.items():
             out.write(f"validation {kind:26s} {key:8s} n={res['n_windows']:<4d} bal-acc "
@@ -373,10 +365,7 @@ def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
         calibrate=args.calibrate, skip_baseline=args.skip_baseline,
         include_training_subjects=args.include_training_subjects,
     )
-    from rt_physio.training.metrics import json_safe
-
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(json_safe(report), indent=2) + "\n")
+    write_report(args.json, report)
     for key, res in report.items():
         out.write(f"{key:8s} n={res['n_windows']:<5d} bal-acc {res['balanced_accuracy']:.4f}  f1 {res['f1']:.4f}  "
                   f"auroc {res['auroc']:.4f}  auc-pr {res['auc_pr']:.4f}\n")

@@ -7,14 +7,12 @@ a dataset added later registers its runner there and reuses the protocol flags.
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 from rt_physio.errors import ConfigError
+from rt_physio.training.reports import command_line, write_report
 
 __all__ = ["CV_DATASETS", "add_cv_parser"]
 
@@ -28,7 +26,7 @@ def _run_dreamer(args: argparse.Namespace) -> dict[str, Any]:
         targets=TARGETS if args.target == "all" else (args.target,), threshold=args.threshold,
         window_s=args.window, inner_folds=args.inner_folds, line_freq=args.line_freq,
         cache=str(args.cache) if args.cache else None,
-        command="rt-physio " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        command=command_line(),
     )
     try:
         return cross_validate_dreamer(cfg)
@@ -71,8 +69,6 @@ def add_cv_parser(tsub: Any) -> None:
 
 
 def _cmd_cv(args: argparse.Namespace, out: TextIO) -> int:
-    from rt_physio.training.metrics import json_safe
-
     report = CV_DATASETS[args.dataset](args)
     out.write(f"{args.dataset} {args.protocol} baseline={args.baseline} ({report['n_subjects']} subjects, "
               f"{report['n_trials']} trials; chance 0.5)\n")
@@ -87,7 +83,5 @@ def _cmd_cv(args: argparse.Namespace, out: TextIO) -> int:
                       f"{s['balanced_accuracy']['sd']:.3f}  auroc {s['auroc']['mean']:.3f} ± {s['auroc']['sd']:.3f}"
                       f"  (n={s['auroc']['n']})\n")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(json_safe(report), indent=2) + "\n")
-        out.write(f"wrote {args.json}\n")
+        write_report(args.json, report, out)
     return 0

@@ -3,7 +3,7 @@
 Each film clip of each subject is a *trial* (``"S03_clip07"``): its stimulus recording is cut into non-overlapping
 windows, each turned into classical features (:func:`~rt_physio.dsp.features.channel_features`: log band
 powers and relative powers per EEG channel, heart rate and HRV from the ECG) after the engine's filtering
-(:func:`~rt_physio.training.datasets.base.prepare`, as ``train baseline`` does). The neutral clip shown before it
+(:func:`~rt_physio.training.datasets.base.prepare`, as ``train classical`` does). The neutral clip shown before it
 (DREAMER's per-trial baseline recording) is cut and featurised the same way; its mean feature vector is the trial's
 *baseline*. A block of features that a window lacks (ECG without plausible beats) is NaN.
 
@@ -102,11 +102,11 @@ def load_trials(path: str | Path, *, eeg_unit: str = "uV", ecg_unit: str = "uV",
     DatasetError
         Unreadable file, a structure that is not DREAMER's, or amplitudes implausible for the stated units.
     """
-    from rt_physio.training.train_baseline import BASELINE_PREPROCESSING
+    from rt_physio.training.classical.features import CLASSICAL_PREPROCESSING
 
     recordings = load_dreamer(path, threshold=threshold, eeg_unit=eeg_unit, ecg_unit=ecg_unit, check_units=False)
     amplitude = check_amplitudes(recordings, {"eeg": eeg_unit, "ecg": ecg_unit}, source=Path(path))
-    prepared = prepare(recordings, BASELINE_PREPROCESSING, line_freq=line_freq, scale_uv=_SCALE_UV,
+    prepared = prepare(recordings, CLASSICAL_PREPROCESSING, line_freq=line_freq, scale_uv=_SCALE_UV,
                        sfreq_out=_SFREQ, cache_dir=cache)
     windows = WindowDataset(prepared, DREAMER_LABELS, window_s=window_s, hop_s=window_s, modalities=MODALITIES)
     n_ch = windows.channels.get("eeg", 0)

@@ -9,6 +9,7 @@
   modality dropout (every EEG + ECG row also appears as EEG-only and ECG-only), so one head serves every set.
 * :func:`fit_platt` — one Platt map per modality set on held-out logits (class-balanced weights: 0.5 stays the
   balanced decision point).
+* :func:`fit_head_with_platt` — the head and its Platt maps, fitted on logits of rows held out of the head.
 * :func:`centre` — features centred on each person's first ``S`` s of rest (the calibrated variant).
 * :func:`select_c` — C by inner cross-validation over subject folds (mean AUROC over the three modality sets).
 """
@@ -28,11 +29,11 @@ from numpy.typing import NDArray
 from rt_physio.nn.classical import ClassicalModel
 from rt_physio.nn.hybrid import SET_NAMES, HybridHead, HybridModel
 from rt_physio.training.calibration import baseline_mask, center_by_subject, population_fallback
+from rt_physio.training.classical.features import CLASSICAL_PREPROCESSING
 from rt_physio.training.datasets.base import WindowDataset, prepare
-from rt_physio.training.train_baseline import BASELINE_PREPROCESSING
 
 __all__ = ["C_GRID", "SET_MASKS", "HeadParams", "Windows", "cached_features", "centre", "dropout_rows", "fit_head",
-           "fit_platt", "head_logits", "load_windows", "select_c", "set_flags"]
+           "fit_head_with_platt", "fit_platt", "head_logits", "load_windows", "select_c", "set_flags"]
 
 log = logging.getLogger(__name__)
 #: Inverse regularisation strengths tried by :func:`select_c` (log-spaced, 1e-3 to 1e2).
@@ -64,7 +65,7 @@ def load_windows(data: str | Path, subjects: Sequence[int], cache: Path | None =
     from rt_physio.training.datasets.eegmat import EEGMAT_LABEL, EEGMAT_LINE_FREQ, load_eegmat
 
     recs = load_eegmat(data, list(subjects))
-    prepared = prepare(recs, BASELINE_PREPROCESSING, line_freq=EEGMAT_LINE_FREQ, scale_uv=SCALE_UV, sfreq_out=SFREQ,
+    prepared = prepare(recs, CLASSICAL_PREPROCESSING, line_freq=EEGMAT_LINE_FREQ, scale_uv=SCALE_UV, sfreq_out=SFREQ,
                        cache_dir=cache)
     ds = WindowDataset(prepared, [EEGMAT_LABEL], window_s=WINDOW_S, hop_s=WINDOW_S, modalities=("eeg", "ecg"))
     return Windows(ds, ds.labels[:, 0].astype(np.float64), ds.subjects)
@@ -190,6 +191,32 @@ def fit_platt(raw: NDArray[np.floating], present: NDArray[np.bool_], y: NDArray[
         lr = LogisticRegression(C=100.0, class_weight="balanced", max_iter=1000).fit(raw[rows][:, None], y[rows])
         out[k] = (max(float(lr.coef_[0, 0]), 0.05), float(lr.intercept_[0]))
     return out
+
+
+def fit_head_with_platt(x: NDArray[np.floating], present: NDArray[np.bool_], y: NDArray[np.floating],
+                        fm: NDArray[np.int64], c: float, final_rows: NDArray[np.bool_],
+                        platt_splits: Sequence[tuple[NDArray[np.bool_], NDArray[np.bool_]]]) -> HeadParams:
+    """Fit the head on ``final_rows`` and its per-set Platt maps on logits of rows held out of a head.
+
+    For each ``(fit_rows, held_rows)`` of ``platt_splits``, a head fitted on ``fit_rows`` with ``C = c`` gives the
+    raw logits of ``held_rows`` and of their modality-dropout copies (:func:`dropout_rows`); :func:`fit_platt` fits
+    the maps on all of them together, so no logit comes from a head that saw its row.
+
+    Returns
+    -------
+    HeadParams
+        :func:`fit_head` on ``final_rows``, with those Platt maps.
+    """
+    raw, flags, labels = [], [], []
+    for fit_rows, held_rows in platt_splits:
+        head = fit_head(x[fit_rows], present[fit_rows], y[fit_rows], fm, c)
+        xh, ph, yh = dropout_rows(x[held_rows], present[held_rows], y[held_rows])
+        raw.append(head_logits(head, xh, ph, fm, platt=False))
+        flags.append(ph)
+        labels.append(yh)
+    final = fit_head(x[final_rows], present[final_rows], y[final_rows], fm, c)
+    final.platt = fit_platt(np.concatenate(raw), np.concatenate(flags), np.concatenate(labels))
+    return final
 
 
 def dropout_rows(x: NDArray[np.floating], present: NDArray[np.bool_], y: NDArray[np.floating]

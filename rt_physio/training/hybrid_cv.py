@@ -46,15 +46,14 @@ from rt_physio.training.hybrid import (
     Windows,
     cached_features,
     centre,
-    dropout_rows,
-    fit_head,
-    fit_platt,
+    fit_head_with_platt,
     head_logits,
     load_windows,
     select_c,
     set_flags,
 )
-from rt_physio.training.metrics import binary_metrics, json_safe
+from rt_physio.training.metrics import binary_metrics
+from rt_physio.training.reports import write_report
 
 __all__ = ["ARM_LABELS", "ENCODER_SIZES", "cross_validate", "main", "markdown_table"]
 
@@ -149,11 +148,7 @@ def run_fold(block: Block, windows: Windows, available: NDArray[np.bool_], is_ba
         chosen[key] = select_c(x, present, y, fm, subj, ~in_test & usable, ~in_test & usable & ~is_base,
                                inner_folds, c_grid)
     best, scores = chosen[key]
-    inner = fit_head(x[tr], present[tr], y[tr], fm, best)
-    xv, pv, yv = dropout_rows(x[va], present[va], y[va])
-    platt = fit_platt(head_logits(inner, xv, pv, fm, platt=False), pv, yv)
-    final = fit_head(x[tr | (in_val & usable)], present[tr | (in_val & usable)], y[tr | (in_val & usable)], fm, best)
-    final.platt = platt
+    final = fit_head_with_platt(x, present, y, fm, best, tr | (in_val & usable), [(tr, va)])
     out: dict[str, Any] = {"C": best, "inner_cv_auroc_per_C": scores}
     scored_rows = in_test & ~is_base
     for name in SET_NAMES:
@@ -340,8 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = cross_validate(windows, blocks, calibrate=args.calibrate)
     report |= {"command": "python -m rt_physio.training.hybrid_cv " + " ".join(sys.argv[1:] if argv is None else argv),
                "wall_time_s": round(time.monotonic() - t0, 1), "seeds": args.seeds, "C_grid": list(C_GRID)}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(json_safe(report), indent=1) + "\n")
+    write_report(args.json, report, indent=1)
     log.info("wrote %s (%.0f s)", args.json, time.monotonic() - t0)
     return 0
 

@@ -29,21 +29,18 @@ from rt_physio.dsp.summary_features import ECG_FEATURES, EEG_FEATURES
 from rt_physio.nn.hybrid import SET_NAMES, HybridModel
 from rt_physio.nn.registry import save_model
 from rt_physio.nn.spec import SCHEMA
+from rt_physio.training.classical.features import CLASSICAL_PREPROCESSING
 from rt_physio.training.hybrid import (
     SCALE_UV,
     SFREQ,
     WINDOW_S,
     HeadParams,
     centre,
-    dropout_rows,
-    fit_head,
-    fit_platt,
-    head_logits,
+    fit_head_with_platt,
     load_windows,
     select_c,
 )
 from rt_physio.training.hybrid_cv import classical_block
-from rt_physio.training.train_baseline import BASELINE_PREPROCESSING
 
 __all__ = ["main", "train_classical"]
 
@@ -57,18 +54,8 @@ def _folds(subjects: np.ndarray, rows: np.ndarray, fold_size: int = 4) -> list[l
 
 def _fit_with_oof_platt(x: np.ndarray, present: np.ndarray, y: np.ndarray, fm: np.ndarray, subjects: np.ndarray,
                         rows: np.ndarray, c: float) -> HeadParams:
-    folds = _folds(subjects, rows)
-    raw, flags, labels = [], [], []
-    for fold in folds:
-        held = rows & np.isin(subjects, fold)
-        p = fit_head(x[rows & ~held], present[rows & ~held], y[rows & ~held], fm, c)
-        xh, ph, yh = dropout_rows(x[held], present[held], y[held])
-        raw.append(head_logits(p, xh, ph, fm, platt=False))
-        flags.append(ph)
-        labels.append(yh)
-    final = fit_head(x[rows], present[rows], y[rows], fm, c)
-    final.platt = fit_platt(np.concatenate(raw), np.concatenate(flags), np.concatenate(labels))
-    return final
+    held_out = [rows & np.isin(subjects, fold) for fold in _folds(subjects, rows)]
+    return fit_head_with_platt(x, present, y, fm, c, rows, [(rows & ~held, held) for held in held_out])
 
 
 def train_classical(data: Path, out: Path, cv: dict[str, Any], *, subjects: Sequence[int], calibrate: float,
@@ -125,7 +112,7 @@ def _card(cv: dict[str, Any], subjects: list[str], params: dict[str, Any], calib
         "inputs": {"sfreq": SFREQ, "window_s": WINDOW_S, "scale_uv": SCALE_UV, "eeg": {"channels": []},
                    "ecg": {"channels": []}},
         "preprocessing": {m: {"bandpass": list(p.bandpass or ()), "notch": p.notch}
-                          for m, p in BASELINE_PREPROCESSING.items()},
+                          for m, p in CLASSICAL_PREPROCESSING.items()},
         "outputs": {"names": ["mental_workload"], "activation": "sigmoid"},
         "calibration": {"seconds": float(calibrate), "level": "features", "expects": False},
         "provenance": {

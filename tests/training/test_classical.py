@@ -99,11 +99,21 @@ def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
             (data / name).symlink_to(data_dir / "eegmat" / name)
     out = root / "models" / "tiny-baseline"
     buf = io.StringIO()
-    rc = main(["train", "baseline", "--dataset", "eegmat", "--data", str(data), "--out", str(out), "--calibrate", "30",
+    rc = main(["train", "classical", "--dataset", "eegmat", "--data", str(data), "--out", str(out), "--calibrate", "30",
                "--cache", str(root / "cache")], out=buf)
     assert rc == 0, buf.getvalue()
     assert "validation calibrated" in buf.getvalue()
     return out
+
+
+def test_train_baseline_is_the_former_name_of_train_classical() -> None:
+    from rt_physio.cli import build_parser
+
+    argv = ["--dataset", "eegmat", "--data", "d", "--out", "o", "--calibrate", "30"]
+    new, old = (build_parser().parse_args(["train", step, *argv]) for step in ("classical", "baseline"))
+    assert new.handler is old.handler
+    assert {k: v for k, v in vars(new).items() if k != "train_command"} == {
+        k: v for k, v in vars(old).items() if k != "train_command"}
 
 
 def test_trained_folder_has_no_pickle_and_declares_calibration(trained: Path) -> None:
@@ -128,7 +138,8 @@ def test_trained_folder_has_no_pickle_and_declares_calibration(trained: Path) ->
 
 def test_cross_validation_scores_every_subject_once(trained: Path, data_dir: Path) -> None:
     from rt_physio.errors import ConfigError
-    from rt_physio.training.train_baseline import cross_validate, load_feature_table
+    from rt_physio.training.classical.crossval import cross_validate
+    from rt_physio.training.classical.features import load_feature_table
 
     table = load_feature_table(data_dir / "eegmat", [0, 1, 28], cache=trained.parent.parent / "cache")
     with pytest.raises(ConfigError, match="at least 9 subjects"):
@@ -143,7 +154,7 @@ def test_cross_validation_scores_every_subject_once(trained: Path, data_dir: Pat
 
 
 def _real_windows(data_dir: Path, cache: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    from rt_physio.training.train_baseline import load_feature_table
+    from rt_physio.training.classical.features import load_feature_table
 
     table = load_feature_table(data_dir / "eegmat", [28], cache=cache)
     batch = table.windows.batch(np.arange(30, 42))  # rest and task windows of Subject28

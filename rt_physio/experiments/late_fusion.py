@@ -1,8 +1,8 @@
 """Experiment: late fusion of the calibrated deep and classical models, cross-validated over subject folds.
 
-``python -m rt_physio.training.late_fusion --data ../shared/data/eegmat --cv runs/cv-fusion --json OUT``
+``python -m rt_physio.experiments.late_fusion --data ../shared/data/eegmat --cv runs/cv-fusion --json OUT``
 
-For each fold of :mod:`rt_physio.training.crossval` (``--cv`` holds its ``foldK`` models): on the windows with
+For each fold of :mod:`rt_physio.experiments.crossval` (``--cv`` holds its ``foldK`` models): on the windows with
 both modalities, centred per subject on the first ``--calibrate`` seconds of rest (never scored), fit one
 logistic regression on that fold's pooled deep embeddings and one on the classical features
 (:mod:`rt_physio.dsp.features`), each on the 20 inner training subjects with ``C`` chosen on the 4 inner
@@ -13,8 +13,6 @@ worth building.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,9 +21,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from rt_physio.experiments._cli import experiment_parser, start_logging
+from rt_physio.training.reports import write_report
+
 __all__ = ["WEIGHTS", "fit_scores", "main", "mix"]
 
 log = logging.getLogger(__name__)
+_MODULE = "rt_physio.experiments.late_fusion"
 
 #: Weights of the deep model's logit in the mix (0: classical alone, 1: deep alone).
 WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -63,10 +65,10 @@ def run(data: str | Path, cv: str | Path, *, calibrate: float = 60.0, fold_size:
     from rt_physio.nn.classical import ClassicalModel
     from rt_physio.training.calibrated_head import embed_windows
     from rt_physio.training.calibration import baseline_mask, center_by_subject
+    from rt_physio.training.classical.features import load_feature_table
     from rt_physio.training.datasets.base import default_cache_dir
     from rt_physio.training.metrics import binary_metrics
     from rt_physio.training.splits import subject_folds
-    from rt_physio.training.train_baseline import load_feature_table
 
     table = load_feature_table(data, cache=default_cache_dir() / "prepared")
     subjects = table.subjects.astype(str)
@@ -103,18 +105,14 @@ def run(data: str | Path, cv: str | Path, *, calibrate: float = 60.0, fold_size:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m rt_physio.training.late_fusion",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--data", required=True, type=Path, help="EEGMAT folder of EDFs")
+    parser = experiment_parser(_MODULE, __doc__)
     parser.add_argument("--cv", required=True, type=Path, help="folder of a crossval run (its foldK models)")
-    parser.add_argument("--json", required=True, type=Path, help="report to write")
     parser.add_argument("--calibrate", type=float, default=60.0)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    start_logging()
     report = run(args.data, args.cv, calibrate=args.calibrate)
-    report["command"] = "python -m rt_physio.training.late_fusion " + " ".join(argv or [])
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    report["command"] = f"python -m {_MODULE} " + " ".join(argv or [])
+    write_report(args.json, report)
     for w, v in report["mean_over_folds"].items():
         log.info("weight on deep %s: balanced accuracy %.3f, AUROC %.3f", w, v["balanced_accuracy"], v["auroc"])
     return 0

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rt_physio.training.crossval import main
+from rt_physio.experiments.crossval import main
 from tests.training.conftest import eegmat_subset
 
 
-def test_crossval_holds_each_fold_out_and_reports_both_kinds(eegmat_dir: Path, tmp_path: Path) -> None:
+def test_crossval_holds_each_fold_out_and_reports_both_kinds(data_dir: Path, tmp_path: Path) -> None:
+    eegmat_dir = data_dir / "eegmat"
+    assert (eegmat_dir / "Subject00_1.edf").is_file(), f"EEGMAT files missing from {eegmat_dir}"
     data = eegmat_subset(eegmat_dir, tmp_path / "data", [0, 1, 2, 3, 4, 5])
-    from rt_physio.training import crossval
+    from rt_physio.experiments import crossval
 
     report = crossval.crossval_fusion(data, tmp_path / "cv", fold_size=2, epochs=1, calibrate=60.0,
                                       cache=tmp_path / "cache", eeg_layers=1, ecg_layers=1, eeg_ff=32, ecg_ff=32,

@@ -1,6 +1,6 @@
 """Subject-fold cross-validation of the deep fusion recipe, uncalibrated and calibrated.
 
-``python -m rt_physio.training.crossval --data ../shared/data/eegmat --out runs/cv-fusion --json OUT``
+``python -m rt_physio.experiments.crossval --data ../shared/data/eegmat --out runs/cv-fusion --json OUT``
 
 For each fold of ``fold_size`` consecutive subjects (held out): fine-tune a fusion model on the remaining
 subjects except the last ``fold_size`` of them, which select the epoch (:func:`rt_physio.training.finetune`);
@@ -15,11 +15,8 @@ initialisation (``--eeg-init`` / ``--ecg-init``: a ``train pretrain`` folder) an
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,11 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from rt_physio.training.metrics import json_safe
+from rt_physio.experiments._cli import experiment_parser, recorded_command, start_logging
+from rt_physio.training.reports import write_report
 
 __all__ = ["crossval_fusion", "main"]
 
 log = logging.getLogger(__name__)
+_MODULE = "rt_physio.experiments.crossval"
 
 _METRICS = ("balanced_accuracy", "auroc", "f1", "auc_pr")
 
@@ -132,11 +131,8 @@ def _brief(report: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m rt_physio.training.crossval",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--data", required=True, type=Path, help="EEGMAT folder of EDFs")
+    parser = experiment_parser(_MODULE, __doc__)
     parser.add_argument("--out", required=True, type=Path, help="folder for the per-fold models")
-    parser.add_argument("--json", required=True, type=Path, help="report to write")
     parser.add_argument("--fold-size", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--calibrate", type=float, default=60.0)
@@ -160,18 +156,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-train-windows", type=int, default=None)
     parser.add_argument("--device", default=None, help="cpu, cuda, ...")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    start_logging()
     options = {k: v for k, v in (("eeg_layers", args.eeg_layers), ("eeg_ff", args.eeg_ff),
                                  ("ecg_layers", args.ecg_layers), ("ecg_ff", args.ecg_ff),
                                  ("eeg_init", args.eeg_init), ("ecg_init", args.ecg_init),
                                  ("batch_size", args.batch_size), ("max_train_windows", args.max_train_windows),
                                  ("device", args.device)) if v is not None}
-    command = "python -m rt_physio.training.crossval " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = recorded_command(_MODULE, argv)
 
     def write(report: dict[str, Any]) -> None:
         report["command"], report["finetune_options"] = command, options
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(json_safe(report), indent=2) + "\n")
+        write_report(args.json, report)
 
     only = [int(f) for f in args.folds.split(",") if f.strip()] if args.folds else None
     report = crossval_fusion(args.data, args.out, fold_size=args.fold_size, epochs=args.epochs,

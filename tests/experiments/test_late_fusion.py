@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rt_physio.training.late_fusion import fit_scores, mix
+from rt_physio.experiments.late_fusion import fit_scores, mix
 
 
 def test_fit_scores_chooses_c_on_validation_and_scores_the_requested_rows() -> None:

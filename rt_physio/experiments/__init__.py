@@ -1,0 +1,8 @@
+"""Experiments: scripts that measure whether something is worth building, run as ``python -m``.
+
+They use the library (:mod:`rt_physio.training`, :mod:`rt_physio.nn`) and nothing imports them. Each writes a JSON
+report that ``docs/results.md`` cites.
+
+* :mod:`~rt_physio.experiments.crossval` — subject-fold cross-validation of the deep fusion recipe.
+* :mod:`~rt_physio.experiments.late_fusion` — late fusion of the calibrated deep and classical models.
+"""
