@@ -111,7 +111,18 @@ def band_powers(x: NDArray[np.floating], sfreq: float,
 
 
 def detect_r_peaks(ecg: NDArray[np.floating], sfreq: float) -> NDArray[np.int64]:
-    """R-peak sample indices of one ECG lead (either polarity, noisy signals tolerated).
+    """R-peak sample indices of one ECG lead (either polarity, noisy signals tolerated): :func:`detect_qrs`'s peaks.
+
+    Returns
+    -------
+    ndarray of int64
+        Sorted peak indices (empty when the signal is flat or too short).
+    """
+    return detect_qrs(ecg, sfreq)[0]
+
+
+def detect_qrs(ecg: NDArray[np.floating], sfreq: float) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """R peaks of one ECG lead and the 5-20 Hz band-passed lead they were found on.
 
     Pan-Tompkins-style: band-pass 5-20 Hz (QRS energy), squared derivative, 150-ms moving integration, a threshold
     between the noise level (median) and the signal level (a high percentile) of the integrated signal, a 250-ms
@@ -128,26 +139,8 @@ def detect_r_peaks(ecg: NDArray[np.floating], sfreq: float) -> NDArray[np.int64]
 
     Returns
     -------
-    ndarray of int64
-        Sorted peak indices (empty when the signal is flat or too short).
-    """
-    return detect_qrs(ecg, sfreq)[0]
-
-
-def detect_qrs(ecg: NDArray[np.floating], sfreq: float) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """R peaks of one ECG lead and the 5-20 Hz band-passed lead they were found on.
-
-    Parameters
-    ----------
-    ecg : ndarray, shape (samples,)
-        One lead, any unit.
-    sfreq : float
-        Sampling rate in Hz (at least 50 Hz).
-
-    Returns
-    -------
     peaks : ndarray of int64
-        As :func:`detect_r_peaks`.
+        Sorted peak indices (empty when the signal is flat or too short).
     filtered : ndarray of float64, shape (samples,)
         The zero-phase 5-20 Hz band-passed lead (the input itself when it is flat, too short or non-finite).
     """

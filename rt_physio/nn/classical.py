@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from rt_physio.dsp.features import BANDS, ECG_FEATURES, channel_features, eeg_feature_count
+from rt_physio.nn.architecture import check_architecture
 
 __all__ = ["CLASSICAL_KEYS", "MODALITY_SETS", "ClassicalArchitecture", "ClassicalModel", "LogisticHead",
            "parse_classical_architecture"]
@@ -242,13 +243,7 @@ def parse_classical_architecture(arch: Mapping[str, Any], n_outputs: int | None 
     ValueError
         A missing, unknown or invalid key, named as ``architecture.classical.<key>``.
     """
-    if not isinstance(arch, Mapping):
-        raise ValueError(f"architecture must be a table, got {type(arch).__name__}.")
-    unknown = sorted(set(arch) - {"type", "classical"})
-    if unknown:
-        raise ValueError(f"architecture has unknown keys {unknown} for type 'classical'; allowed: type, classical.")
-    if arch.get("type") != "classical":
-        raise ValueError(f"architecture.type must be 'classical', got {arch.get('type')!r}.")
+    check_architecture(arch, "classical", ("classical",))
     table = arch.get("classical")
     if not isinstance(table, Mapping):
         raise ValueError("architecture.classical must be a table (eeg_channels, ecg, bands).")

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from rt_physio.checks import positive_int_entry
+from rt_physio.nn.architecture import check_architecture
 from rt_physio.nn.cbramod import PATCH_SIZE, CBraMod, check_cbramod_args
 
 __all__ = [
@@ -260,13 +261,7 @@ def parse_architecture(arch: Mapping[str, Any], n_outputs: int | None = None) ->
     ValueError
         A missing, unknown or invalid key, named as ``architecture.<table>.<key>``.
     """
-    if not isinstance(arch, Mapping):
-        raise ValueError(f"architecture must be a table, got {type(arch).__name__}.")
-    unknown = sorted(set(arch) - {"type", "head", "calibrated_head", *MODALITIES})
-    if unknown:
-        raise ValueError(f"architecture has unknown keys {unknown}; allowed: type, eeg, ecg, head, calibrated_head.")
-    if arch.get("type") != "fusion":
-        raise ValueError(f"architecture.type must be 'fusion', got {arch.get('type')!r}.")
+    check_architecture(arch, "fusion", (*MODALITIES, "head", "calibrated_head"))
     eeg, ecg = (_parse_encoder(arch[m], f"architecture.{m}") if m in arch else None for m in MODALITIES)
     if eeg is None and ecg is None:
         raise ValueError("architecture must have at least one of the tables [architecture.eeg], [architecture.ecg].")

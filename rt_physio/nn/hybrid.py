@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from rt_physio.dsp.summary_features import ECG_FEATURES, EEG_FEATURES, summary_features
+from rt_physio.nn.architecture import check_architecture
 from rt_physio.nn.cbramod import CBraMod
 from rt_physio.nn.fusion import EMBED_DIM, MODALITIES, _parse_encoder
 
@@ -267,14 +268,7 @@ def parse_hybrid_architecture(arch: Mapping[str, Any], n_outputs: int | None = N
     ValueError
         A missing, unknown or invalid key, named as ``architecture.<table>.<key>``.
     """
-    if not isinstance(arch, Mapping):
-        raise ValueError(f"architecture must be a table, got {type(arch).__name__}.")
-    unknown = sorted(set(arch) - {"type", "hybrid", *MODALITIES})
-    if unknown:
-        raise ValueError(f"architecture has unknown keys {unknown} for type 'hybrid'; allowed: type, hybrid, eeg, "
-                         "ecg.")
-    if arch.get("type") != "hybrid":
-        raise ValueError(f"architecture.type must be 'hybrid', got {arch.get('type')!r}.")
+    check_architecture(arch, "hybrid", ("hybrid", *MODALITIES))
     table = arch.get("hybrid", {})
     if not isinstance(table, Mapping) or sorted(set(table) - {"features", "pooling"}):
         raise ValueError(f"architecture.hybrid must be a table with keys features, pooling; got {table!r}.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,11 @@ import scipy.io
 
 from rt_physio.training.datasets.base import DatasetError
 from rt_physio.training.datasets.dreamer import load_dreamer, read_dreamer
+from rt_physio.training.datasets.dreamer_synthetic import DREAMER_ELECTRODES, SyntheticDreamer, write_synthetic_dreamer
 
-ELECTRODES = ["AF3", "F7", "F3", "FC5", "T7", "P7", "O1", "O2", "P8", "T8", "FC6", "F4", "F8", "AF4"]
 N_SUBJECTS, N_CLIPS = 3, 18
+#: 7-s clips: one 5-s window each.
+SMALL = SyntheticDreamer(n_subjects=N_SUBJECTS, n_trials=N_CLIPS, stimulus_s=7.0, baseline_s=7.0)
 
 
 def _cell(items: list[object], shape: tuple[int, int]) -> np.ndarray:
@@ -23,31 +26,8 @@ def _cell(items: list[object], shape: tuple[int, int]) -> np.ndarray:
 
 
 def make_dreamer(path: Path, seed: int = 0) -> dict[str, np.ndarray]:
-    """Write a small DREAMER.mat (3 subjects, 18 clips of a few seconds) with DREAMER's exact layout."""
-    rng = np.random.default_rng(seed)
-    subjects = []
-    scores = {}
-    for s in range(N_SUBJECTS):
-        def clips(fs: int, ch: int, offset: float) -> np.ndarray:
-            return _cell([offset + rng.normal(0, 10, (fs * int(rng.integers(6, 9)), ch)) for _ in range(N_CLIPS)],
-                         (N_CLIPS, 1))
-        sc = {k: rng.integers(1, 6, (N_CLIPS, 1)).astype(np.float64) for k in ("Valence", "Arousal", "Dominance")}
-        scores[s] = sc
-        subjects.append({
-            "Age": "22", "Gender": "male" if s % 2 else "female",
-            "EEG": {"baseline": clips(128, 14, 4200.0), "stimuli": clips(128, 14, 4200.0)},
-            "ECG": {"baseline": clips(256, 2, 0.0), "stimuli": clips(256, 2, 0.0)},
-            "ScoreValence": sc["Valence"], "ScoreArousal": sc["Arousal"], "ScoreDominance": sc["Dominance"],
-        })
-    dreamer = {
-        "Data": _cell(subjects, (1, N_SUBJECTS)),
-        "EEG_SamplingRate": 128.0, "ECG_SamplingRate": 256.0,
-        "EEG_Electrodes": _cell(ELECTRODES, (1, 14)),
-        "noOfSubjects": float(N_SUBJECTS), "noOfVideoSequences": float(N_CLIPS),
-        "Disclaimer": "synthetic", "Provider": "tests", "Version": "1.0.2", "Acknowledgement": "none",
-    }
-    scipy.io.savemat(str(path), {"DREAMER": dreamer})
-    return {f"{s}-{k}": v for s, sc in scores.items() for k, v in sc.items()}
+    """Write a small DREAMER.mat (3 subjects, 18 clips of 7 s) with DREAMER's exact layout; returns its scores."""
+    return write_synthetic_dreamer(path, replace(SMALL, seed=seed))
 
 
 def test_loader_reads_the_structure(tmp_path: Path) -> None:
@@ -59,18 +39,19 @@ def test_loader_reads_the_structure(tmp_path: Path) -> None:
     assert len(stim) == N_SUBJECTS * N_CLIPS
     first = stim[0]
     assert first.subject == "S01"
-    assert first.signals["eeg"].channel_names == tuple(ELECTRODES)
+    assert first.signals["eeg"].channel_names == DREAMER_ELECTRODES
     assert first.signals["eeg"].sfreq == 128.0
     assert first.signals["ecg"].sfreq == 256.0
     assert first.signals["eeg"].n_channels == 14
     assert first.signals["ecg"].n_channels == 2
-    assert abs(first.signals["eeg"].data.mean() - 4200) < 5  # raw Emotiv offset kept; the band-pass removes it
+    # the raw Emotiv offset (~4200 µV per channel) is kept; the band-pass removes it
+    assert np.all(np.abs(first.signals["eeg"].data.mean(axis=1) - 4200) < 400)
     for j, rec in enumerate(stim[:N_CLIPS]):
-        assert rec.labels["arousal"] == float(scores["0-Arousal"][j, 0] > 3)
-        assert rec.labels["valence"] == float(scores["0-Valence"][j, 0] > 3)
-        assert rec.labels["dominance"] == float(scores["0-Dominance"][j, 0] > 3)
+        assert rec.labels["arousal"] == float(scores["arousal"][0, j] > 3)
+        assert rec.labels["valence"] == float(scores["valence"][0, j] > 3)
+        assert rec.labels["dominance"] == float(scores["dominance"][0, j] > 3)
     loose = [r for r in load_dreamer(path, threshold=2.5) if r.condition == "stimulus"]
-    assert loose[0].labels["arousal"] == float(scores["0-Arousal"][0, 0] >= 3)
+    assert [r.labels["valence"] for r in loose[:N_CLIPS]] == [float(v >= 3) for v in scores["valence"][0]]
 
 
 def test_both_loadmat_forms_give_the_same_recordings(tmp_path: Path) -> None:
@@ -89,7 +70,7 @@ def test_wrong_structure_names_the_field(tmp_path: Path) -> None:
     path = tmp_path / "other.mat"
     scipy.io.savemat(str(path), {"DREAMER": {"Data": _cell([{"EEG": {"stimuli": 1}}], (1, 1)),
                                              "EEG_SamplingRate": 128.0, "ECG_SamplingRate": 256.0,
-                                             "EEG_Electrodes": _cell(ELECTRODES, (1, 14))}})
+                                             "EEG_Electrodes": _cell(list(DREAMER_ELECTRODES), (1, 14))}})
     with pytest.raises(DatasetError, match=r"DREAMER.Data\[0\] has no field 'ECG'"):
         load_dreamer(path)
     scipy.io.savemat(str(path), {"X": np.zeros(3)})
