@@ -1,4 +1,7 @@
-"""Models: the CBraMod encoder, the EEG + ECG fusion model, checkpoint loading and the model repository."""
+"""Models: the CBraMod encoder, the fusion, classical and hybrid models, checkpoint loading and the model repository.
+
+The model types a ``model.toml`` may declare are listed in :data:`rt_physio.nn.model_types.MODEL_TYPES`.
+"""
 
 from rt_physio.nn.cbramod import CBraMod
 from rt_physio.nn.checkpoint import load_cbramod_checkpoint

@@ -222,7 +222,7 @@ def make_runner(module: nn.Module, device: torch.device, backend: Backend = "aut
                 precision: Precision = "fp32") -> Runner:
     """Pick a runner: ``auto`` is CUDA graphs on a GPU and a traced graph on the CPU.
 
-    A module with ``traceable = False`` (numpy inside, e.g. the classical baseline) always runs eagerly.
+    A module with ``traceable = False`` (numpy inside, e.g. the classical model) always runs eagerly.
     """
     if not getattr(module, "traceable", True):
         backend = "eager"

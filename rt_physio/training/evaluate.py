@@ -11,7 +11,7 @@ The report maps each modality set (``"eeg,ecg"``, ``"eeg"``, ``"ecg"``) to ``n_w
 ``balanced_accuracy``, ``f1``, ``auroc``, ``auc_pr`` (over all windows pooled) and ``per_subject`` (the same
 metrics per subject), plus ``subjects``, ``model``, ``weights_sha256`` and ``threshold``.
 
-Models that split into features and a head (:mod:`rt_physio.nn.calibration`: the classical baseline, a
+Models that split into features and a head (:mod:`rt_physio.nn.calibration`: the classical model, a
 fusion model with a calibrated head) are scored through that split. With ``calibrate=S`` each subject's first
 ``S`` seconds of rest are its baseline, exactly as ``rt-physio run --calibrate S`` does live: those windows are
 never scored, every other window's features are centred on the baseline and read by the calibrated head. The

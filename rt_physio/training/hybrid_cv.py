@@ -8,7 +8,7 @@ modality sets, grid 1e-3..1e2), the per-set Platt maps are fitted on the inner v
 :class:`~rt_physio.nn.hybrid.HybridModel`, linear head, modality dropout):
 
 * ``classical`` — montage-agnostic features (:mod:`rt_physio.dsp.summary_features`);
-* ``classical_montage`` — those plus the baseline's per-channel band powers (a fixed 20-channel montage: a
+* ``classical_montage`` — those plus the classical model's per-channel band powers (a fixed 20-channel montage: a
   reference for what montage-agnostic features give up, not a runnable default);
 * ``deep_random`` — frozen randomly initialised CBraMod encoders (the shipped fusion sizes), pooled embeddings;
 * ``deep_random_sd`` — the same encoders, mean and SD pooling (over channels and patches);
@@ -74,7 +74,7 @@ def classical_block(windows: Windows, cache: Path) -> Block:
 
 
 def montage_block(windows: Windows, cache: Path) -> Block:
-    """Per-channel band powers of the classical baseline (:mod:`rt_physio.dsp.features`; fixed montage)."""
+    """Per-channel band powers of the classical model (:mod:`rt_physio.dsp.features`; fixed montage)."""
     from rt_physio.nn.classical import ClassicalModel
 
     n_ch = int(windows.dataset.batch([0]).inputs["eeg"].shape[1])

@@ -1,4 +1,4 @@
-"""The classical baseline: calibration windows and a real trained model folder."""
+"""The classical model: calibration windows and a real trained model folder."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from tests.training.conftest import eegmat_subset
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory, eegmat_dir: Path) -> tuple[Path, Path]:
-    """The classical baseline folder, its provenance saying it trained on Subject00 and selected on Subject01."""
+    """The classical model folder, its provenance saying it trained on Subject00 and selected on Subject01."""
     root = tmp_path_factory.mktemp("guard")
     model = root / "guarded"
     shutil.copytree(REPO_ROOT / "models" / "eegmat-baseline", model)
