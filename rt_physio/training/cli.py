@@ -282,8 +282,7 @@ def _cmd_probe(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"{kind:11s} AF vs N AUROC {r['auroc']:.3f} (folds {r['auroc_fold_mean']:.3f} ± "
                   f"{r['auroc_fold_sd']:.3f}) on {report['n_af']} A + {report['n_normal']} N {args.split} records, "
                   f"{args.pooling} pooling\n")
-    if args.json is not None:
-        write_report(args.json, report, out)
+    write_report(args.json, report, out)
     return 0
 
 

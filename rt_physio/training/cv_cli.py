@@ -82,6 +82,5 @@ def _cmd_cv(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"{target:9s} {level:6s} bal-acc {s['balanced_accuracy']['mean']:.3f} ± "
                       f"{s['balanced_accuracy']['sd']:.3f}  auroc {s['auroc']['mean']:.3f} ± {s['auroc']['sd']:.3f}"
                       f"  (n={s['auroc']['n']})\n")
-    if args.json is not None:
-        write_report(args.json, report, out)
+    write_report(args.json, report, out)
     return 0

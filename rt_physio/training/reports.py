@@ -19,13 +19,14 @@ def command_line() -> str:
     return "rt-physio " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def write_report(path: str | Path, report: Mapping[str, Any], out: TextIO | None = None, *, indent: int = 2) -> None:
+def write_report(path: str | Path | None, report: Mapping[str, Any], out: TextIO | None = None, *,
+                 indent: int = 2) -> None:
     """Write ``report`` as JSON, non-finite numbers as null (:func:`~rt_physio.training.metrics.json_safe`).
 
     Parameters
     ----------
-    path : str | Path
-        The file; its folder is created if needed.
+    path : str | Path | None
+        The file; its folder is created if needed. None writes nothing (an optional ``--json`` not given).
     report : Mapping
         JSON-ready apart from NumPy scalars and non-finite floats.
     out : TextIO | None
@@ -33,6 +34,8 @@ def write_report(path: str | Path, report: Mapping[str, Any], out: TextIO | None
     indent : int
         JSON indentation.
     """
+    if path is None:
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(json_safe(report), indent=indent) + "\n")
