@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--record", metavar="DIR",
                      help="record raw streams and predictions to a new folder in DIR (Parquet; crash-safe)")
     run.add_argument("--quiet", action="store_true", help="do not print one line per prediction")
+    run.add_argument("--preview", action="store_true", default=None,
+                     help="also publish a decimated copy (<= 25 Hz per channel) of each filtered stream on "
+                          "<prefix>/<session>/preview, for displays such as the dashboard (default: off)")
     run.add_argument("--dashboard", nargs="?", const=DEFAULT_BIND, metavar="HOST:PORT",
                      help=f"also serve the live dashboard page (HOST:PORT default {DEFAULT_BIND}) from a child "
                           "process that reads the engine's own --publish like any subscriber, so it never holds up "
@@ -151,7 +154,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         "backend": args.backend, "precision": args.precision, "max_batch": args.max_batch,
         "max_wait_ms": args.max_wait_ms, "control": args.control, "calibrate_s": args.calibrate,
         "inline": args.inline, "stall_after_s": args.stall_after, "give_up_after_s": args.give_up_after,
-        "status_every_s": args.status_every,
+        "status_every_s": args.status_every, "preview": args.preview,
     }
     overrides = {k: v for k, v in options.items() if v is not None}
     if args.eeg is not None or args.ecg is not None or args.session is not None:

@@ -192,6 +192,7 @@ class EngineConfig:
     stall_after_s: float = 2.0  # a stream with no sample for this long (also before its first) is 'stalled'
     give_up_after_s: float | None = None  # a stream out of 'streaming' this long ends the run (exit 3); None: never
     status_every_s: float = 5.0  # heartbeat: a status message at least this often, besides one per state change
+    preview: bool = False  # publish a decimated copy of each filtered stream on <prefix>/<session>/preview
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -18,11 +18,12 @@ from typing import Any, Protocol, runtime_checkable
 
 from rt_physio.publish.schema import Format
 
-__all__ = ["DEFAULT_PREFIX", "STATUS_SCHEMA_ID", "Publisher", "control_reply_topic", "control_topic", "pred_topic",
-           "state_topic", "status_topic"]
+__all__ = ["DEFAULT_PREFIX", "PREVIEW_SCHEMA_ID", "STATUS_SCHEMA_ID", "Publisher", "control_reply_topic",
+           "control_topic", "pred_topic", "preview_topic", "state_topic", "status_topic"]
 
 DEFAULT_PREFIX = "rt_physio"
 STATUS_SCHEMA_ID = "rt_physio.status/1"
+PREVIEW_SCHEMA_ID = "rt_physio.preview/1"
 
 
 def pred_topic(session_id: str, prefix: str = DEFAULT_PREFIX) -> str:
@@ -38,6 +39,11 @@ def state_topic(session_id: str, prefix: str = DEFAULT_PREFIX) -> str:
 def status_topic(session_id: str, prefix: str = DEFAULT_PREFIX) -> str:
     """Topic of a session's status messages (``rt_physio.status/1``)."""
     return f"{prefix}/{session_id}/status"
+
+
+def preview_topic(session_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """Topic of a session's signal preview (``rt_physio.preview/1``, with ``rt-physio run --preview``)."""
+    return f"{prefix}/{session_id}/preview"
 
 
 def control_topic(session_id: str, prefix: str = DEFAULT_PREFIX) -> str:

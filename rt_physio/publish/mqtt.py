@@ -55,10 +55,12 @@ from aiomqtt.exceptions import MqttConnectError
 from rt_physio.clock import local_clock
 from rt_physio.errors import ConfigError
 from rt_physio.publish.base import (
+    PREVIEW_SCHEMA_ID,
     STATUS_SCHEMA_ID,
     control_reply_topic,
     control_topic,
     pred_topic,
+    preview_topic,
     state_topic,
     status_topic,
 )
@@ -111,6 +113,8 @@ class _Link:
         self.status: bytes | None = None  # the engine's latest status message, encoded (retained on the broker)
         self.status_sent: bytes | None = None
         self.stopped = False  # the engine's latest status says offline
+        self.preview: bytes | None = None  # the latest signal preview (--preview): only the newest is sent
+        self.preview_sent: bytes | None = None
         self.inbox = InboxStats()  # the control inbox of every connection of this session
 
 
@@ -264,6 +268,12 @@ class MqttPublisher:
         link = self._links[session_id]
         link.status = self._status_payload(session_id, message)
         link.stopped = message.get("state") == "offline"
+        self._wake(link)
+
+    def preview(self, session_id: str, message: Mapping[str, Any]) -> None:
+        """Send a signal preview on ``preview`` (QoS 0, not retained; a newer one replaces one not sent yet)."""
+        link = self._links[session_id]
+        link.preview = encode({"schema": PREVIEW_SCHEMA_ID, "session": session_id, **message}, self.format)
         self._wake(link)
 
     def _status_payload(self, session_id: str, message: Mapping[str, Any]) -> bytes:
@@ -483,6 +493,11 @@ class MqttPublisher:
         if current is not None and current is not link.status_sent:
             await self._publish(client, status_topic(link.session_id, self.url.prefix), current, qos=1, retain=True)
             link.status_sent = current
+        preview = link.preview
+        if preview is not None and preview is not link.preview_sent:
+            await self._publish(client, preview_topic(link.session_id, self.url.prefix), preview, qos=0,
+                                retain=False)
+            link.preview_sent = preview
 
     async def _subscribe_control(self, link: _Link, client: aiomqtt.Client) -> None:
         topic = control_topic(link.session_id, self.url.prefix)

@@ -28,7 +28,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from rt_physio.errors import ConfigError
-from rt_physio.publish.base import STATUS_SCHEMA_ID, pred_topic, status_topic
+from rt_physio.publish.base import PREVIEW_SCHEMA_ID, STATUS_SCHEMA_ID, pred_topic, preview_topic, status_topic
 from rt_physio.publish.schema import Format, encode
 from rt_physio.publish.url_query import is_loopback_host, parse_query, query_format, query_int
 
@@ -190,6 +190,11 @@ class ZmqPublisher:
         """Publish a status map on ``rt_physio/<session>/status`` in this publisher's format; never blocks."""
         body = {"schema": STATUS_SCHEMA_ID, "session": session_id, **message}
         self.send(status_topic(session_id), encode(body, self.format))
+
+    def preview(self, session_id: str, message: Mapping[str, Any]) -> None:
+        """Publish a signal preview map on ``rt_physio/<session>/preview`` in this publisher's format; never blocks."""
+        body = {"schema": PREVIEW_SCHEMA_ID, "session": session_id, **message}
+        self.send(preview_topic(session_id), encode(body, self.format))
 
     def close(self) -> None:
         """Close the socket; ZeroMQ still delivers what it holds for up to 1 s (``LINGER``)."""

@@ -28,6 +28,7 @@ from rt_physio.publish.publishers import open_publisher
 from rt_physio.publish.schema import Format, Prediction, encode
 from rt_physio.runtime.commands import engine_commands
 from rt_physio.runtime.executor import InferenceExecutor, InferenceResult, resolve_device
+from rt_physio.runtime.preview import Previewer
 from rt_physio.runtime.runners import BUCKETS, bucket_for
 from rt_physio.runtime.session import ModalityStream, Session, Window
 from rt_physio.runtime.status import StatusReporter
@@ -154,6 +155,8 @@ class Engine:
                                      every=config.status_every_s, give_up_after=config.give_up_after_s,
                                      drops=self.drop_counts, dropped=lambda: self.executor.dropped,
                                      queues=self.queue_depths)
+        #: --preview: decimated filtered streams for displays, from a thread of its own (see runtime/preview.py)
+        self.preview = Previewer(self.sessions, self._publish_preview) if config.preview else None
 
     # -- construction ------------------------------------------------------------------------------------------
     def _build_session(self, sc: SessionConfig) -> Session:
@@ -237,6 +240,12 @@ class Engine:
     def _publish_status(self, session_id: str, message: dict[str, Any]) -> None:
         for publisher in self.publishers:
             publisher.status(session_id, message)
+
+    def _publish_preview(self, session_id: str, message: dict[str, Any]) -> None:
+        for publisher in self.publishers:
+            preview = getattr(publisher, "preview", None)  # optional: ZeroMQ and MQTT publishers have it
+            if preview is not None:
+                preview(session_id, message)
 
     def count_drops(self, name: str, counter: Callable[[], int]) -> None:
         """Report an outside part's drops (e.g. the CLI's line printer) under ``name`` in :meth:`drop_counts`.
@@ -348,6 +357,8 @@ class Engine:
         for session in self.sessions.values():
             session.start()
         self.status.start()
+        if self.preview is not None:
+            self.preview.start()
 
     def run(self, duration_s: float | None = None) -> None:
         """Start, then block until ``duration_s`` passes (or :meth:`request_stop`), then stop cleanly.
@@ -395,6 +406,8 @@ class Engine:
         self._stopped = True
         for session in self.sessions.values():
             session.stop()
+        if self.preview is not None:
+            self.preview.stop()
         self.executor.stop()
         self.status.stop()
         self._close_all()

@@ -31,7 +31,7 @@ HEARTBEAT = 2.0  # --status-every of the engines start_engine runs
 
 def test_page_follows_an_engine_through_a_stop_and_a_restart(browser: webdriver.Chrome, artefacts: Path) -> None:
     eport, dport = free_port(), free_port()
-    engine = start_engine(eport, "--session", "live")
+    engine = start_engine(eport, "--session", "live", "--preview")
     watch = ZmqWatch(eport)
     dashboard = start_dashboard(dport, "--connect", f"zmq://127.0.0.1:{eport}")
     try:
@@ -47,6 +47,14 @@ def test_page_follows_an_engine_through_a_stop_and_a_restart(browser: webdriver.
         # the charts are drawn by the plotly.min.js the server ships (no network here)
         wait_for("the outputs chart", lambda: browser.find_elements(By.CSS_SELECTOR, ".chart-outputs .main-svg"), 10)
         assert browser.find_elements(By.CSS_SELECTOR, ".chart-latency .main-svg")
+        # --preview: the filtered EEG (14 channels of the synthetic board) and ECG (2) traces of the last seconds
+        traces = wait_for("the preview traces", lambda: browser.execute_script(
+            "const t = m => (document.querySelector(`.card[data-detail='live'] .chart-${m}`).data || []);"
+            "return t('eeg').length && t('ecg').length && [t('eeg').length, t('ecg').length, t('eeg')[0].x.length];"
+        ), 10)
+        assert traces[:2] == [14, 2] and traces[2] >= 25, traces  # at least a second at 25 Hz
+        assert any(topic.endswith("/preview") and len(m["streams"]["eeg"]["data"][0]) <= 50
+                   for topic, m, _ in watch.got)
         shot = artefacts / "dashboard-live.png"
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
         print(f"screenshot: {shot}")

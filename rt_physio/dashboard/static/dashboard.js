@@ -161,11 +161,12 @@ function cardFor(id) {
   if (card) return card;
   card = el("section", "card");
   card.dataset.detail = id;
-  card.append(el("h2", "", `session ${id}`), el("div", "big"));
-  for (const name of ["outputs", "latency", "eeg", "ecg"]) {
+  const charts = el("div", "charts");
+  card.append(el("h2", "", `session ${id}`), el("div", "big"), charts);
+  for (const name of ["outputs", "eeg", "ecg", "latency"]) {
     const chart = el("div", `chart chart-${name}`);
     chart.dataset.chart = name;
-    card.append(chart);
+    charts.append(chart);
   }
   document.getElementById("details").append(card);
   return card;
@@ -207,9 +208,10 @@ function renderCard(s, card) {
   })), {...LAYOUT, title: {text: "outputs"}, yaxis: {range: [0, 1]}}, PLOT_CONFIG);
   // one small histogram per stage (their scales differ by orders of magnitude), side by side
   const stageLayout = {...LAYOUT, title: {text: "latency per stage (ms), last predictions"}, showlegend: false,
-                       grid: {rows: 1, columns: STAGES.length, pattern: "independent"},
+                       grid: {rows: 1, columns: STAGES.length, pattern: "independent", xgap: 0.25},
                        annotations: STAGES.map((stage, i) => ({text: stage, showarrow: false, xref: `x${i + 1} domain`,
                                                              yref: "paper", x: 0.5, y: 1.0, yanchor: "bottom"}))};
+  STAGES.forEach((_, i) => { stageLayout[`xaxis${i + 1}`] = {nticks: 3}; });
   Plotly.react(card.querySelector(".chart-latency"), STAGES.map((stage, i) => ({
     type: "histogram", name: stage, xaxis: `x${i + 1}`, yaxis: `y${i + 1}`, nbinsx: 20,
     x: preds.map(q => (q.latency_ms || {})[stage]).filter(v => typeof v === "number"),
@@ -234,14 +236,20 @@ function renderPreview(s, chart, modality) {
       }
     }
   }
-  // channels stacked: each offset by a spread that fits the largest one
-  const spread = Math.max(1, ...columns.map(col => Math.max(...col.y.map(Math.abs), 0))) * 2;
+  // channels stacked, each offset by six times the median channel's standard deviation (a start-up transient
+  // in one channel must not flatten the others)
+  const sds = columns.map(col => {
+    const mean = col.y.reduce((a, v) => a + v, 0) / Math.max(1, col.y.length);
+    return Math.sqrt(col.y.reduce((a, v) => a + (v - mean) ** 2, 0) / Math.max(1, col.y.length));
+  }).sort((a, b) => a - b);
+  const spread = Math.max(1, 6 * sds[Math.floor(sds.length / 2)]);
   Plotly.react(chart, columns.map((col, c) => ({
     type: "scattergl", mode: "lines", name: channels[c], line: {width: 1},
     x: col.x, y: col.y.map(v => v - c * spread),
   })), {...LAYOUT, title: {text: `${modality.toUpperCase()} (filtered, last ${PREVIEW_S} s, µV)`}, showlegend: false,
-       xaxis: {range: [-PREVIEW_S, 0], title: {text: "s"}}, yaxis: {showticklabels: false},
-       height: 60 + 18 * channels.length}, PLOT_CONFIG);
+       xaxis: {range: [-PREVIEW_S, 0], title: {text: "s"}, zeroline: false},
+       yaxis: {showticklabels: false, zeroline: false, showgrid: false},
+       height: Math.max(160, 60 + 18 * channels.length)}, PLOT_CONFIG);
 }
 
 // -- links, control ----------------------------------------------------------------------------------------------
