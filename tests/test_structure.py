@@ -111,3 +111,10 @@ def test_the_rule_reader_sees_every_import() -> None:
     assert any(where.endswith(" imports rt_physio.publish.recorder") for where in engine)  # TYPE_CHECKING
     publishers = [where for where, _ in _imports("publish") if where.startswith("rt_physio/publish/publishers.py:")]
     assert any(where.endswith(" imports rt_physio.publish.mqtt") for where in publishers)  # inside a function
+
+
+def test_nothing_imports_the_experiments() -> None:
+    # experiments measure; the library, the CLI and the engine must run without them
+    rooms = sorted({p.stem for p in PACKAGE.glob("*.py")} | {p.parent.name for p in PACKAGE.glob("*/__init__.py")})
+    assert "experiments" in rooms and "training" in rooms
+    assert [where for room in rooms if room != "experiments" for where in _against(room, {"experiments"})] == []

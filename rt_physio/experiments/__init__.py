@@ -5,4 +5,6 @@ report that ``docs/results.md`` cites.
 
 * :mod:`~rt_physio.experiments.crossval` — subject-fold cross-validation of the deep fusion recipe.
 * :mod:`~rt_physio.experiments.late_fusion` — late fusion of the calibrated deep and classical models.
+* :mod:`~rt_physio.experiments.hybrid_cv` — subject-fold cross-validation of the classical, deep and hybrid arms
+  (the figures behind the shipped ``eegmat-fusion``).
 """

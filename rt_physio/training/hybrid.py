@@ -4,7 +4,7 @@
   them.
 * :func:`cached_features` — a model's :meth:`~rt_physio.nn.hybrid.HybridModel.features` of every window, computed
   once and kept in an ``.npz`` (classical block; frozen embeddings per encoder and seed), so that CV folds and
-  seeds cost only the head.
+  seeds cost only the head; :func:`classical_block` is that of the montage-agnostic classical features.
 * :func:`fit_head` — standardisation + logistic regression (class-balanced, L2 ``C``) on rows augmented with
   modality dropout (every EEG + ECG row also appears as EEG-only and ECG-only), so one head serves every set.
 * :func:`fit_platt` — one Platt map per modality set on held-out logits (class-balanced weights: 0.5 stays the
@@ -32,8 +32,24 @@ from rt_physio.training.calibration import baseline_mask, center_by_subject, pop
 from rt_physio.training.classical.features import CLASSICAL_PREPROCESSING
 from rt_physio.training.datasets.base import WindowDataset, prepare
 
-__all__ = ["C_GRID", "SET_MASKS", "HeadParams", "Windows", "cached_features", "centre", "dropout_rows", "fit_head",
-           "fit_head_with_platt", "fit_platt", "head_logits", "load_windows", "select_c", "set_flags"]
+__all__ = [
+    "C_GRID",
+    "SET_MASKS",
+    "Block",
+    "HeadParams",
+    "Windows",
+    "cached_features",
+    "centre",
+    "classical_block",
+    "dropout_rows",
+    "fit_head",
+    "fit_head_with_platt",
+    "fit_platt",
+    "head_logits",
+    "load_windows",
+    "select_c",
+    "set_flags",
+]
 
 log = logging.getLogger(__name__)
 #: Inverse regularisation strengths tried by :func:`select_c` (log-spaced, 1e-3 to 1e2).
@@ -94,6 +110,17 @@ def cached_features(model: HybridModel | ClassicalModel, windows: Windows, path:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, feats=feats, present=present, key=np.array(key))
     return feats, present
+
+
+#: Features of every window, their presence flags (eeg, ecg) and each column's modality (0 EEG, 1 ECG).
+Block = tuple[NDArray[np.float32], NDArray[np.bool_], NDArray[np.int64]]
+
+
+def classical_block(windows: Windows, cache: Path) -> Block:
+    """Compute (or read from ``cache``) the montage-agnostic classical features of every window."""
+    model = HybridModel(None, None, features=True)
+    x, p = cached_features(model, windows, cache / "classical.npz")
+    return x, p, model.feature_modality.numpy()
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Command line: ``python -m rt_physio.training.hybrid_ship``.
 
-The recipe (``--arm``) is the one the cross-validation of :mod:`rt_physio.training.hybrid_cv` reports; C per
+The recipe (``--arm``) is the one the cross-validation of :mod:`rt_physio.experiments.hybrid_cv` reports; C per
 calibration state is chosen the way each CV fold chose it, here over all subjects given:
 :func:`~rt_physio.training.hybrid.select_c` (cross-validation over the subject folds, mean AUROC over the three
 modality sets, ties: the smaller C). The head is trained on all subjects given; the per-modality-set Platt maps
@@ -36,11 +36,11 @@ from rt_physio.training.hybrid import (
     WINDOW_S,
     HeadParams,
     centre,
+    classical_block,
     fit_head_with_platt,
     load_windows,
     select_c,
 )
-from rt_physio.training.hybrid_cv import classical_block
 
 __all__ = ["main", "train_classical"]
 

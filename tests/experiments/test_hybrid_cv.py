@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from rt_physio.experiments.hybrid_cv import cross_validate
 from rt_physio.training.hybrid import C_GRID, Windows, select_c
-from rt_physio.training.hybrid_cv import cross_validate
 
 
 def _fake(n_subjects: int = 32, per: int = 24, seed: int = 0) -> tuple[Windows, tuple]:

@@ -1,4 +1,4 @@
-"""Subject-fold cross-validation of the classical, deep and hybrid arms: ``python -m rt_physio.training.hybrid_cv``.
+"""Subject-fold cross-validation of the classical, deep and hybrid arms: ``python -m rt_physio.experiments.hybrid_cv``.
 
 8 folds of 4 consecutive EEGMAT subjects over 00-31; for each fold and seed, the 28 other subjects are split into
 24 inner-training and 4 inner-validation subjects (fold ``k + 1 + seed``, cyclically). C is chosen by inner
@@ -38,14 +38,17 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from rt_physio.experiments._cli import recorded_command
 from rt_physio.nn.cbramod import CBraMod
 from rt_physio.nn.hybrid import SET_NAMES, HybridModel
 from rt_physio.training.hybrid import (
     C_GRID,
     SET_MASKS,
+    Block,
     Windows,
     cached_features,
     centre,
+    classical_block,
     fit_head_with_platt,
     head_logits,
     load_windows,
@@ -57,22 +60,12 @@ from rt_physio.training.reports import write_report
 
 __all__ = ["ARM_LABELS", "ENCODER_SIZES", "cross_validate", "main", "markdown_table"]
 
-log = logging.getLogger("rt_physio.training.hybrid_cv")
+log = logging.getLogger("rt_physio.experiments.hybrid_cv")
 #: The shipped fusion model's encoder sizes (fit two CPU cores).
 ENCODER_SIZES: dict[str, dict[str, int]] = {
     "eeg": {"d_model": 200, "seq_len": 30, "nhead": 8, "n_layer": 4, "dim_feedforward": 400},
     "ecg": {"d_model": 200, "seq_len": 30, "nhead": 8, "n_layer": 2, "dim_feedforward": 400},
 }
-Block = tuple[NDArray[np.float32], NDArray[np.bool_], NDArray[np.int64]]
-
-
-def classical_block(windows: Windows, cache: Path) -> Block:
-    """Compute (or read from the cache) the classical features of every window."""
-    model = HybridModel(None, None, features=True)
-    x, p = cached_features(model, windows, cache / "classical.npz")
-    return x, p, model.feature_modality.numpy()
-
-
 def montage_block(windows: Windows, cache: Path) -> Block:
     """Per-channel band powers of the classical model (:mod:`rt_physio.dsp.features`; fixed montage)."""
     from rt_physio.nn.classical import ClassicalModel
@@ -284,7 +277,7 @@ def _pretrained_per_fold(windows: Windows, args: argparse.Namespace) -> list[tup
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: see the module docstring."""
-    ap = argparse.ArgumentParser(prog="python -m rt_physio.training.hybrid_cv", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m rt_physio.experiments.hybrid_cv", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, type=Path)
     ap.add_argument("--json", required=True, type=Path)
@@ -333,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             ap.error(f"unknown arm {arm!r}")
     report = cross_validate(windows, blocks, calibrate=args.calibrate)
-    report |= {"command": "python -m rt_physio.training.hybrid_cv " + " ".join(sys.argv[1:] if argv is None else argv),
+    report |= {"command": recorded_command("rt_physio.experiments.hybrid_cv", argv),
                "wall_time_s": round(time.monotonic() - t0, 1), "seeds": args.seeds, "C_grid": list(C_GRID)}
     write_report(args.json, report, indent=1)
     log.info("wrote %s (%.0f s)", args.json, time.monotonic() - t0)
