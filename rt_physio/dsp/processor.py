@@ -92,6 +92,9 @@ class StreamProcessor:
         ``max_backstep_s``) is a break. See :mod:`rt_physio.dsp.hygiene` for the whole policy.
     max_backstep_s : float, optional
         Largest backward timestamp step treated as jitter (clamped); default 1.5 input periods.
+    adjust_log_level : int
+        Level at which a clipped band edge or a skipped notch is logged (``logging.DEBUG`` where many recordings
+        are processed in a row and the adjustment is expected).
 
     Notes
     -----
@@ -102,14 +105,14 @@ class StreamProcessor:
 
     def __init__(self, fs_in: float, n_channels: int, *, bandpass: tuple[float, float] | None,
                  notch: float | None, fs_out: float = 200.0, capacity_s: float = 30.0, max_fill_s: float = 1.0,
-                 max_backstep_s: float | None = None) -> None:
+                 max_backstep_s: float | None = None, adjust_log_level: int = logging.WARNING) -> None:
         self._fs_in = check_positive("fs_in", fs_in)
         self._n_channels = n_channels = check_int("n_channels", n_channels)
         period = 1.0 / self._fs_in
         max_fill = check_positive("max_fill_s", max_fill_s)
         back_tol = check_positive("max_backstep_s", 1.5 * period if max_backstep_s is None else max_backstep_s,
                                   allow_zero=True)
-        self._filter = self._design(bandpass, notch)
+        self._filter = self._design(bandpass, notch, adjust_log_level)
         self._resampler = StreamResampler(self._fs_in, check_positive("fs_out", fs_out), n_channels)
         capacity = math.ceil(check_positive("capacity_s", capacity_s) * self._resampler.fs_out_effective) + 1
         self._ring = RingBuffer(n_channels, capacity)
@@ -157,19 +160,20 @@ class StreamProcessor:
         push_kernel(np.zeros((0, n_channels), np.float32), np.zeros(0), *self._kernel_args)
         self._counters.fill(0)
 
-    def _design(self, bandpass: tuple[float, float] | None, notch: float | None) -> FilterChain | None:
+    def _design(self, bandpass: tuple[float, float] | None, notch: float | None,
+                level: int) -> FilterChain | None:
         nyquist = self._fs_in / 2
         stages = []
         if bandpass is not None:
             low, high = bandpass
             if high > 0.9 * nyquist:
-                log.warning("band-pass upper edge %g Hz is too close to the input Nyquist (%g Hz): using %g Hz",
-                            high, nyquist, 0.9 * nyquist)
+                log.log(level, "band-pass upper edge %g Hz is too close to the input Nyquist (%g Hz): using %g Hz",
+                        high, nyquist, 0.9 * nyquist)
                 high = 0.9 * nyquist
             stages.append(design_bandpass(low, high, self._fs_in))
         if notch is not None:
             if check_positive("notch", notch) >= nyquist:
-                log.warning("notch at %g Hz is at or above the input Nyquist (%g Hz): skipped", notch, nyquist)
+                log.log(level, "notch at %g Hz is at or above the input Nyquist (%g Hz): skipped", notch, nyquist)
             else:
                 stages.append(design_notch(notch, self._fs_in))
         return FilterChain(stages, self._n_channels) if stages else None

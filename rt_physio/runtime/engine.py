@@ -20,6 +20,7 @@ from rt_physio.config import EngineConfig, SessionConfig
 from rt_physio.dsp import StreamProcessor
 from rt_physio.errors import ConfigError, SourceLostError
 from rt_physio.io.channels import label_key
+from rt_physio.nn.preprocessing import build_processor
 from rt_physio.nn.registry import LoadedModel, load_model
 from rt_physio.nn.spec import ModelSpec
 from rt_physio.publish.base import Publisher
@@ -32,13 +33,13 @@ from rt_physio.runtime.preview import Previewer
 from rt_physio.runtime.runners import BUCKETS, bucket_for
 from rt_physio.runtime.session import ModalityStream, Session, Window
 from rt_physio.runtime.status import StatusReporter
-from rt_physio.sources.base import MODALITIES, Chunk, Modality, Source
+from rt_physio.sources.base import MODALITIES, Chunk, Modality, Source, StreamInfo
 from rt_physio.sources.spec import open_source, parse_spec
 
 if TYPE_CHECKING:
     from rt_physio.publish.recorder import Recorder
 
-__all__ = ["Engine", "build_processor", "match_channels"]
+__all__ = ["Engine", "match_channels", "processor_for"]
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +72,15 @@ def match_channels(expected: Sequence[str], available: Sequence[str], who: str, 
                       f"{len(available)} ({', '.join(available)}) and lacks {', '.join(missing)}.")
 
 
-def build_processor(spec: ModelSpec, modality: Modality, source: Source, line_freq: float,
-                    window_s: float, n_channels: int | None = None) -> StreamProcessor:
+def processor_for(spec: ModelSpec, modality: Modality, info: StreamInfo, line_freq: float,
+                  window_s: float, n_channels: int | None = None) -> StreamProcessor:
     """Set up one stream's filters and resampler from the model's preprocessing and the stream's rate.
 
-    ``n_channels`` overrides the stream's channel count (when only some of its channels feed the model).
+    ``n_channels`` overrides the stream's channel count (when only some of its channels feed the model). The
+    processor comes from :func:`rt_physio.nn.preprocessing.build_processor`, as in training.
     """
-    info = source.info
-    pre = spec.preprocessing.get(modality)
-    bandpass = pre.bandpass if pre is not None else None
-    notch = line_freq if pre is not None and pre.notch else None
-    return StreamProcessor(info.sfreq, n_channels or info.n_channels, bandpass=bandpass, notch=notch, fs_out=spec.sfreq,
-                           capacity_s=max(30.0, 4 * window_s))
+    return build_processor(spec.preprocessing.get(modality), info.sfreq, n_channels or info.n_channels,
+                           line_freq=line_freq, fs_out=spec.sfreq, capacity_s=max(30.0, 4 * window_s))
 
 
 class Engine:
@@ -175,7 +173,7 @@ class Engine:
             self._opened.append(source)
             select = match_channels(spec.channels.get(modality, ()), source.info.channel_names,
                                     f"Model {spec.name!r}", f"{source_spec!r} ({modality.upper()})")
-            processor = build_processor(spec, modality, source, self.config.line_freq, self.config.window_s,
+            processor = processor_for(spec, modality, source.info, self.config.line_freq, self.config.window_s,
                                         n_channels=None if select is None else len(select))
             streams[modality] = ModalityStream(modality, source, processor, select=select, spec=source_spec)
             log.info("session %s: %s from %s (%s, %d ch at %g Hz)", sc.session_id, modality.upper(), source_spec,

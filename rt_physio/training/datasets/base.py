@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from rt_physio.dsp import StreamProcessor
 from rt_physio.errors import RtPhysioError
 from rt_physio.io import Recording, Signal, scale_to_uv
 from rt_physio.nn.fusion import MODALITIES
+from rt_physio.nn.preprocessing import build_processor
 from rt_physio.nn.spec import Preprocessing
 
 __all__ = [
@@ -97,10 +97,11 @@ def preprocess_signal(signal: Signal, preprocessing: Preprocessing | None, line_
                       sfreq_out: float = 200.0) -> NDArray[np.float32]:
     """Filter and resample a whole signal exactly as the live engine does, aligned to the input's time.
 
-    The signal goes through one :class:`~rt_physio.dsp.StreamProcessor` configured like
-    :func:`rt_physio.runtime.engine.build_processor` (band-pass, notch at ``line_freq`` when the model asks for
-    it, resampling to ``sfreq_out``). The resampler's group delay (:attr:`StreamProcessor.delay_s`) is removed, so
-    output sample ``k`` describes input time ``k / sfreq_out``.
+    The signal goes through one :class:`~rt_physio.dsp.StreamProcessor` from
+    :func:`rt_physio.nn.preprocessing.build_processor`, the builder the engine uses for each live stream
+    (band-pass, notch at ``line_freq`` when the model asks for it, resampling to ``sfreq_out``). The resampler's
+    group delay (:attr:`StreamProcessor.delay_s`) is removed, so output sample ``k`` describes input time
+    ``k / sfreq_out``.
 
     Parameters
     ----------
@@ -119,19 +120,13 @@ def preprocess_signal(signal: Signal, preprocessing: Preprocessing | None, line_
         Microvolts at ``sfreq_out``.
     """
     n_in, n_ch = signal.data.shape
-    bandpass = preprocessing.bandpass if preprocessing is not None else None
-    if bandpass is not None and bandpass[1] > 0.9 * signal.sfreq / 2:
-        # the clip StreamProcessor applies (and logs) for a low-rate input, done here without a log line per file
-        bandpass = (bandpass[0], 0.9 * signal.sfreq / 2)
-    notch = line_freq if preprocessing is not None and preprocessing.notch else None
-    if notch is not None and notch >= signal.sfreq / 2:
-        notch = None  # likewise skipped by StreamProcessor
     duration = n_in / signal.sfreq
     n_out = math.floor(duration * sfreq_out + 1e-6)
     if n_in == 0 or n_out == 0:
         return np.zeros((n_ch, 0), dtype=np.float32)
-    proc = StreamProcessor(signal.sfreq, n_ch, bandpass=bandpass, notch=notch, fs_out=sfreq_out,
-                           capacity_s=duration + 4.0, max_fill_s=1.0)
+    # a band edge clipped (or a notch skipped) for a low-rate input is expected here: no log line per recording
+    proc = build_processor(preprocessing, signal.sfreq, n_ch, line_freq=line_freq, fs_out=sfreq_out,
+                           capacity_s=duration + 4.0, max_fill_s=1.0, adjust_log_level=logging.DEBUG)
     # The resampler emits output k once input k * fs_in / fs_out has arrived, and its content lags by delay_s:
     # feed delay_s (and a margin) more of the last value so the last input instants get their output too.
     n_pad = math.ceil((proc.delay_s + 2.0 / sfreq_out) * signal.sfreq) + 1
