@@ -99,6 +99,11 @@ def test_runtime_never_imports_training() -> None:
     assert _against("runtime", {"training", "dashboard"}) == []
 
 
+def test_training_never_imports_the_live_path() -> None:
+    # training reads files through io and builds models through nn; the live path must not become its dependency
+    assert _against("training", {"sources", "runtime", "publish", "dashboard"}) == []
+
+
 def test_the_dashboard_reads_only_what_is_published() -> None:
     assert _against("dashboard", {"runtime", "nn", "training", "sources", "dsp"}) == []
 
