@@ -18,6 +18,7 @@ from tests.dashboard._parts import (
     stop,
     wait_for,
 )
+from tests.publish._brokers import Mosquitto
 
 
 def test_run_serves_the_page_and_its_calibrate_button_calibrates(browser: webdriver.Chrome) -> None:
@@ -91,3 +92,30 @@ def test_run_dashboard_on_a_non_loopback_address_needs_insecure() -> None:
         stop(engine)
     assert engine.returncode == 2, err
     assert "rt-physio: error: --dashboard: Refusing to serve the dashboard on non-loopback address '0.0.0.0'" in err
+
+
+def test_mqtt_msgpack_engine_and_a_broker_that_goes_away(browser: webdriver.Chrome, tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path, free_port()).start()
+    eport, dport = free_port(), free_port()
+    engine = start_engine(eport, "--session", "mq", "--preview",
+                          "--publish", f"mqtt://127.0.0.1:{broker.port}/lab/eeg?format=msgpack")
+    watch = ZmqWatch(eport)
+    dashboard = start_dashboard(dport, "--connect", f"mqtt://127.0.0.1:{broker.port}/lab/eeg")
+    try:
+        browser.get(f"http://127.0.0.1:{dport}/")
+        wait_for("the engine's first prediction", lambda: watch.preds("mq"), 120)
+        assert_shown_within(browser, watch, "mq", 3.0)  # msgpack over MQTT, under a two-level prefix
+        wait_for("the status and the EEG preview", lambda: rows(browser)["mq"]["state"] in ("online", "degraded")
+                 and browser.execute_script("return (document.querySelector('.chart-eeg') || {}).data || []"), 10)
+        broker.stop()
+        wait_for("the page saying the broker is gone",
+                 lambda: browser.find_elements(By.CSS_SELECTOR, ".link[data-connected='false']"), 15)
+        broker.start()  # the same port: the dashboard (and the engine) reconnect by themselves
+        wait_for("the page reconnected", lambda: browser.find_elements(By.CSS_SELECTOR, ".link[data-connected='true']"),
+                 30)
+        assert_shown_within(browser, watch, "mq", 3.0)
+    finally:
+        watch.close()
+        stop(dashboard)
+        stop(engine)
+        broker.stop()
