@@ -22,6 +22,10 @@ class ModelError(RtPhysioError):
     """A model folder, its model.toml or its weights are missing or corrupt."""
 
 
+class DatasetError(RtPhysioError):
+    """A data file or folder is missing, unreadable, or lacks what a training task needs (the message names it)."""
+
+
 class SourceLostError(SourceError):
     """A source stayed out of streaming longer than ``--give-up-after``: the run ends (exit status 3)."""
 

@@ -15,7 +15,7 @@ from rt_physio.io import Recording, read_recording
 from rt_physio.nn.spec import read_model_spec
 from rt_physio.runtime.engine import processor_for
 from rt_physio.sources.base import StreamInfo
-from rt_physio.training.datasets.base import prepare
+from rt_physio.training.datasets.prepare import prepare
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "eegmat-fusion"
 

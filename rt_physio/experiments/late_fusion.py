@@ -66,7 +66,7 @@ def run(data: str | Path, cv: str | Path, *, calibrate: float = 60.0, fold_size:
     from rt_physio.training.calibrated_head import embed_windows
     from rt_physio.training.calibration import baseline_mask, center_by_subject
     from rt_physio.training.classical.features import load_feature_table
-    from rt_physio.training.datasets.base import default_cache_dir
+    from rt_physio.training.datasets.prepare import default_cache_dir
     from rt_physio.training.metrics import binary_metrics
     from rt_physio.training.splits import subject_folds
 

@@ -30,7 +30,7 @@ from rt_physio.nn.fusion import EMBED_DIM, MODALITIES, FusionModel, make_head
 from rt_physio.nn.registry import LoadedModel, save_model
 from rt_physio.training.calibration import baseline_mask, center_by_subject, population_fallback
 from rt_physio.training.common import embed_present
-from rt_physio.training.datasets.base import WindowDataset
+from rt_physio.training.datasets.windows import WindowDataset
 from rt_physio.training.metrics import binary_metrics
 
 __all__ = ["CalibratedFinetune", "CalibratedHeadResult", "embed_windows", "finetune_calibrated", "fit_calibrated_head",
@@ -355,7 +355,7 @@ def train_calibrated_head(model: str | Path, data: str | Path, out: str | Path, 
     """
     from rt_physio.errors import ModelError
     from rt_physio.nn.registry import load_model
-    from rt_physio.training.datasets.base import default_cache_dir, prepare
+    from rt_physio.training.datasets.prepare import default_cache_dir, prepare
     from rt_physio.training.evaluate import load_labelled, select_channels
     from rt_physio.training.splits import eegmat_split
 

@@ -6,7 +6,7 @@ subject has each present modality block of its features centred on the mean of t
 windows where the block was present; a block the baseline never saw (e.g. an ECG lead that was noise during rest)
 is centred on a population fallback instead (the mean over training subjects of their baseline means).
 
-* :func:`baseline_mask` — which windows of a :class:`~rt_physio.training.datasets.base.WindowDataset` are
+* :func:`baseline_mask` — which windows of a :class:`~rt_physio.training.datasets.windows.WindowDataset` are
   calibration windows.
 * :func:`baseline_statistics` — the baseline mean per feature and which modality blocks it covers.
 * :func:`center_features` — centre features on a baseline (or the fallback); the engine's own function

@@ -22,7 +22,7 @@ from rt_physio.nn.cbramod import CBraMod
 from rt_physio.nn.checkpoint import load_state_dict_checked, read_state_dict
 from rt_physio.nn.fusion import EMBED_DIM, MODALITIES, FusionModel
 from rt_physio.nn.registry import ENCODER_META
-from rt_physio.training.datasets.base import Batch, WindowDataset
+from rt_physio.training.datasets.windows import Batch, WindowDataset
 
 __all__ = [
     "ENCODER_FILE",

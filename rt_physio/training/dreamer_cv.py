@@ -222,7 +222,7 @@ def _summary(entries: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str,
 
 def cross_validate_dreamer(cfg: DreamerCVConfig, *, audit: Callable[[Use], None] | None = None) -> dict[str, Any]:
     """Run ``cfg`` end to end (load, featurise, every target and seed); returns the JSON-ready report."""
-    from rt_physio.training.datasets.base import default_cache_dir
+    from rt_physio.training.datasets.prepare import default_cache_dir
 
     start = time.monotonic()
     bad = [t for t in cfg.targets if t not in TARGETS]

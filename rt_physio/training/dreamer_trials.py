@@ -3,7 +3,7 @@
 Each film clip of each subject is a *trial* (``"S03_clip07"``): its stimulus recording is cut into non-overlapping
 windows, each turned into classical features (:func:`~rt_physio.dsp.features.channel_features`: log band
 powers and relative powers per EEG channel, heart rate and HRV from the ECG) after the engine's filtering
-(:func:`~rt_physio.training.datasets.base.prepare`, as ``train classical`` does). The neutral clip shown before it
+(:func:`~rt_physio.training.datasets.prepare.prepare`, as ``train classical`` does). The neutral clip shown before it
 (DREAMER's per-trial baseline recording) is cut and featurised the same way; its mean feature vector is the trial's
 *baseline*. A block of features that a window lacks (ECG without plausible beats) is NaN.
 
@@ -25,8 +25,9 @@ from numpy.typing import NDArray
 
 from rt_physio.dsp.features import BANDS, ECG_FEATURES, channel_features, eeg_feature_count
 from rt_physio.nn.fusion import MODALITIES
-from rt_physio.training.datasets.base import WindowDataset, prepare
 from rt_physio.training.datasets.dreamer import DREAMER_LABELS, check_amplitudes, load_dreamer
+from rt_physio.training.datasets.prepare import prepare
+from rt_physio.training.datasets.windows import WindowDataset
 from rt_physio.training.protocols import Fold
 
 __all__ = ["BASELINE_MODES", "Design", "TrialTable", "design", "load_trials", "references"]

@@ -38,14 +38,15 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from rt_physio.errors import ConfigError, ModelError
+from rt_physio.errors import ConfigError, DatasetError, ModelError
 from rt_physio.io import Recording, Signal, label_key
 from rt_physio.nn.calibration import Calibratable, is_calibratable
 from rt_physio.nn.fusion import MODALITIES, FusionModel
 from rt_physio.nn.registry import LoadedModel, load_model
 from rt_physio.training.calibration import baseline_mask, center_by_subject
 from rt_physio.training.common import predict_proba, set_threads
-from rt_physio.training.datasets.base import DatasetError, WindowDataset, default_cache_dir, prepare
+from rt_physio.training.datasets.prepare import default_cache_dir, prepare
+from rt_physio.training.datasets.windows import WindowDataset
 from rt_physio.training.metrics import METRIC_NAMES, binary_metrics
 
 __all__ = ["evaluate", "evaluate_loaded", "load_labelled", "model_features", "protected_subjects",

@@ -6,7 +6,7 @@ weight (``n_negative / n_positive`` per output, so 0.5 stays the balanced decisi
 imbalance), **modality dropout** (a window with both modalities loses one of them with probability
 ``modality_dropout``, so the model also works from EEG alone or ECG alone), subject-wise splits, and model
 selection on validation AUROC. Windows are preprocessed by the engine's own DSP (see
-:mod:`rt_physio.training.datasets.base`), so the saved model sees at run time what it saw in training.
+:mod:`rt_physio.training.datasets.prepare`), so the saved model sees at run time what it saw in training.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ from rt_physio.training.common import (
     predict_proba,
     set_threads,
 )
-from rt_physio.training.datasets.base import PreparedRecording, WindowDataset, default_cache_dir, prepare
+from rt_physio.training.datasets.prepare import PreparedRecording, default_cache_dir, prepare
+from rt_physio.training.datasets.windows import WindowDataset
 from rt_physio.training.metrics import binary_metrics
 
 __all__ = ["DEFAULT_PREPROCESSING", "EpochReport", "FinetuneConfig", "FinetuneResult", "finetune", "modality_sets"]

@@ -30,7 +30,8 @@ from rt_physio.nn.classical import ClassicalModel
 from rt_physio.nn.hybrid import SET_NAMES, HybridHead, HybridModel
 from rt_physio.training.calibration import baseline_mask, center_by_subject, population_fallback
 from rt_physio.training.classical.features import CLASSICAL_PREPROCESSING
-from rt_physio.training.datasets.base import WindowDataset, prepare
+from rt_physio.training.datasets.prepare import prepare
+from rt_physio.training.datasets.windows import WindowDataset
 
 __all__ = [
     "C_GRID",

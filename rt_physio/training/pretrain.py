@@ -32,12 +32,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from rt_physio.errors import ConfigError
+from rt_physio.errors import ConfigError, DatasetError
 from rt_physio.nn.cbramod import CBraMod
 from rt_physio.nn.masking import dual_mask, masked_mse, standardise, zero_mse
 from rt_physio.training.checkpoint import load_training_state, save_training_state
 from rt_physio.training.common import ENCODER_FILE, ENCODER_META, cosine_lambda, set_threads
-from rt_physio.training.datasets.base import DatasetError, PreparedRecording, WindowDataset, default_cache_dir
+from rt_physio.training.datasets.prepare import PreparedRecording, default_cache_dir
+from rt_physio.training.datasets.windows import WindowDataset
 from rt_physio.training.pretrain_data import build_corpus
 
 __all__ = ["CHECKPOINT_FILE", "HISTORY_FILE", "EpochStats", "PretrainConfig", "PretrainResult", "pretrain"]

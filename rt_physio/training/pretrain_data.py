@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from rt_physio.errors import DatasetError
 from rt_physio.io import Recording
-from rt_physio.training.datasets.base import DatasetError, PreparedRecording, prepare
 from rt_physio.training.datasets.cinc2017 import holdout_split, is_cinc2017, load_cinc_record, read_reference
 from rt_physio.training.datasets.edf import find_corpus
+from rt_physio.training.datasets.prepare import PreparedRecording, prepare
 
 __all__ = ["Corpus", "build_corpus"]
 

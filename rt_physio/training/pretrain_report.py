@@ -67,7 +67,7 @@ def masking_breakdown(folder: str | Path, windows: int = 512, seed: int = 123,
     import torch
 
     from rt_physio.nn.masking import dual_mask, masked_mse, standardise, zero_mse
-    from rt_physio.training.datasets.base import default_cache_dir
+    from rt_physio.training.datasets.prepare import default_cache_dir
     from rt_physio.training.encoders import encoder_meta, load_encoder
     from rt_physio.training.pretrain import _windows
     from rt_physio.training.pretrain_data import build_corpus

@@ -24,8 +24,9 @@ from numpy.typing import NDArray
 
 from rt_physio.errors import ConfigError
 from rt_physio.nn.cbramod import CBraMod
-from rt_physio.training.datasets.base import WindowDataset, default_cache_dir, prepare
 from rt_physio.training.datasets.cinc2017 import holdout_split, load_cinc_record, read_reference
+from rt_physio.training.datasets.prepare import default_cache_dir, prepare
+from rt_physio.training.datasets.windows import WindowDataset
 from rt_physio.training.encoders import encoder_meta, load_encoder, pooled_features, random_encoder
 
 __all__ = ["probe_af"]

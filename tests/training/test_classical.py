@@ -22,7 +22,8 @@ from rt_physio.training.calibration import (
     center_features,
     population_fallback,
 )
-from rt_physio.training.datasets.base import PreparedRecording, WindowDataset
+from rt_physio.training.datasets.prepare import PreparedRecording
+from rt_physio.training.datasets.windows import WindowDataset
 
 
 def _windows() -> WindowDataset:

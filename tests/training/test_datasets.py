@@ -8,12 +8,14 @@ import pyedflib
 import pytest
 
 from rt_physio.dsp import StreamProcessor
+from rt_physio.errors import DatasetError
 from rt_physio.io import Signal
 from rt_physio.nn.spec import Preprocessing
-from rt_physio.training.datasets.base import DatasetError, WindowDataset, prepare, preprocess_signal
 from rt_physio.training.datasets.edf import find_corpus, load_edf
 from rt_physio.training.datasets.eegmat import EEGMAT_EEG_CHANNELS, load_eegmat, load_eegmat_file
+from rt_physio.training.datasets.prepare import prepare, preprocess_signal
 from rt_physio.training.datasets.wfdb import load_neurokit_csv, load_wfdb_record
+from rt_physio.training.datasets.windows import WindowDataset
 
 PRE = {"eeg": Preprocessing((0.3, 75.0), True), "ecg": Preprocessing((0.5, 45.0), True)}
 

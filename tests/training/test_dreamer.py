@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from rt_physio.training.datasets.base import DatasetError
+from rt_physio.errors import DatasetError
 from rt_physio.training.datasets.dreamer import load_dreamer, read_dreamer
 from rt_physio.training.datasets.dreamer_synthetic import DREAMER_ELECTRODES, SyntheticDreamer, write_synthetic_dreamer
 

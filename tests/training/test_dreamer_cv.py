@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from rt_physio.training.datasets.base import DatasetError
+from rt_physio.errors import DatasetError
 from rt_physio.training.datasets.dreamer import load_dreamer, read_dreamer
 from rt_physio.training.datasets.dreamer_synthetic import SyntheticDreamer, write_synthetic_dreamer
 from rt_physio.training.dreamer_cv import Use, run_protocol

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from rt_physio.cli import main
+from rt_physio.errors import DatasetError
 from rt_physio.nn import CBraMod
-from rt_physio.training.datasets.base import DatasetError
 from rt_physio.training.datasets.cinc2017 import holdout_split, load_cinc2017, load_cinc_record, read_reference
 from rt_physio.training.encoders import load_encoder, pooled_features, random_encoder
 from rt_physio.training.pretrain import CHECKPOINT_FILE, HISTORY_FILE, EpochStats, PretrainConfig, pretrain

@@ -1,7 +1,7 @@
 """The classical model's training table: EEGMAT windows cut as the engine sees them, and their features.
 
 Windows are cut exactly as ``rt-physio evaluate`` cuts them (the engine's DSP via
-:func:`~rt_physio.training.datasets.base.prepare`, 5-s non-overlapping windows in model units) and turned into
+:func:`~rt_physio.training.datasets.prepare.prepare`, 5-s non-overlapping windows in model units) and turned into
 :func:`~rt_physio.dsp.features.channel_features`.
 """
 
@@ -18,7 +18,8 @@ from numpy.typing import NDArray
 from rt_physio.dsp.features import BANDS, ECG_FEATURES, channel_features
 from rt_physio.nn.fusion import MODALITIES
 from rt_physio.nn.spec import Preprocessing
-from rt_physio.training.datasets.base import WindowDataset, prepare
+from rt_physio.training.datasets.prepare import prepare
+from rt_physio.training.datasets.windows import WindowDataset
 
 __all__ = ["CLASSICAL_PREPROCESSING", "SCALE_UV", "SFREQ", "WINDOW_S", "FeatureTable", "load_feature_table"]
 

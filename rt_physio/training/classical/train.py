@@ -21,7 +21,7 @@ from rt_physio.training.classical.card import model_card
 from rt_physio.training.classical.crossval import cross_validate
 from rt_physio.training.classical.features import load_feature_table
 from rt_physio.training.classical.fit import C_GRID, evaluate_split, fit_split
-from rt_physio.training.datasets.base import default_cache_dir
+from rt_physio.training.datasets.prepare import default_cache_dir
 from rt_physio.training.reports import write_report
 from rt_physio.training.splits import eegmat_split
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rt_physio.errors import DatasetError
 from rt_physio.io import Recording, Signal
-from rt_physio.training.datasets.base import DatasetError
 
 __all__ = ["CINC_LABELS", "holdout_split", "is_cinc2017", "load_cinc2017", "load_cinc_record", "read_reference"]
 

@@ -21,12 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from rt_physio.errors import SourceError
-from rt_physio.io import Recording, Signal
+from rt_physio.errors import DatasetError, SourceError
+from rt_physio.io import Recording, Signal, scale_to_uv
 from rt_physio.io.dreamer import DREAMER_PARTS, DreamerFile, load_dreamer_mat
-from rt_physio.training.datasets.base import DatasetError, to_microvolts
 
-__all__ = ["AMPLITUDE_RANGES", "DREAMER_LABELS", "check_amplitudes", "load_dreamer", "read_dreamer"]
+__all__ = ["AMPLITUDE_RANGES", "DREAMER_LABELS", "check_amplitudes", "load_dreamer", "read_dreamer", "to_microvolts"]
 
 #: Output names of DREAMER models, in this order.
 DREAMER_LABELS = ("arousal", "valence", "dominance")
@@ -34,6 +33,14 @@ DREAMER_LABELS = ("arousal", "valence", "dominance")
 #: range. EEG (Emotiv, DC removed by the percentile range) is tens of µV, ECG R waves 0.1-5 mV; the bounds are wide,
 #: but a unit wrong by a factor of 1000 falls outside them.
 AMPLITUDE_RANGES = {"eeg": (1.0, 10_000.0), "ecg": (20.0, 50_000.0)}
+
+
+def to_microvolts(unit: str, where: str) -> float:
+    """Return the factor from ``unit`` to microvolts; DatasetError (naming ``where``) for a non-voltage unit."""
+    factor = scale_to_uv(unit)
+    if factor is None:
+        raise DatasetError(f"{where}: unit {unit!r} is not a voltage (expected uV, mV or V).")
+    return factor
 
 
 def load_dreamer(path: str | Path, *, threshold: float = 3.0, ecg_unit: str = "uV",

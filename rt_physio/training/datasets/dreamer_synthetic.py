@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from rt_physio.training.datasets.base import to_microvolts
+from rt_physio.training.datasets.dreamer import to_microvolts
 
 __all__ = ["DREAMER_ELECTRODES", "SyntheticDreamer", "write_synthetic_dreamer"]
 

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from rt_physio.errors import ConfigError, SourceError
+from rt_physio.errors import ConfigError, DatasetError, SourceError
 from rt_physio.io import Recording, label_key, read_recording
-from rt_physio.training.datasets.base import DatasetError
 
 __all__ = ["find_corpus", "load_edf"]
 

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rt_physio.errors import ConfigError, SourceError
+from rt_physio.errors import ConfigError, DatasetError, SourceError
 from rt_physio.io import Recording, Signal, read_recording
-from rt_physio.training.datasets.base import DatasetError
 
 __all__ = [
     "EEGMAT_EEG_CHANNELS",

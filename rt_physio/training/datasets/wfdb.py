@@ -12,10 +12,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rt_physio.errors import ConfigError, SourceError
+from rt_physio.errors import ConfigError, DatasetError, SourceError
 from rt_physio.io import Recording, read_recording
 from rt_physio.io.wfdb import wfdb_record_name
-from rt_physio.training.datasets.base import DatasetError
 
 __all__ = ["load_neurokit_csv", "load_wfdb_record"]
 
