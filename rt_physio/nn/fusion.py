@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from rt_physio.checks import positive_int_entry
+from rt_physio.io.channels import MODALITIES as IO_MODALITIES
 from rt_physio.nn.architecture import check_architecture
 from rt_physio.nn.cbramod import PATCH_SIZE, CBraMod, check_cbramod_args
 
@@ -32,8 +33,8 @@ __all__ = [
 
 #: Size of each modality's pooled embedding (CBraMod's d_model).
 EMBED_DIM = 200
-#: Modalities in the order of the fused vector.
-MODALITIES: tuple[str, str] = ("eeg", "ecg")
+#: Modalities in the order of the fused vector: the channel vocabulary's order (:data:`rt_physio.io.MODALITIES`).
+MODALITIES: tuple[str, ...] = IO_MODALITIES
 #: Keys of an ``[architecture.eeg]`` / ``[architecture.ecg]`` table; all required.
 ENCODER_KEYS: tuple[str, ...] = ("d_model", "dim_feedforward", "seq_len", "n_layer", "nhead")
 _HEAD_KEYS = ("hidden", "dropout", "n_outputs")
