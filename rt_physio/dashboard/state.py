@@ -38,6 +38,7 @@ class _Session:
     status: dict[str, Any] | None = None
     last_seen: float = 0.0  # monotonic time of the last message
     silent: bool = False
+    source: str = ""  # the feed it was last heard on
 
 
 def _event(kind: str, **fields: Any) -> str:
@@ -77,6 +78,7 @@ class Hub:
         session = self.sessions.setdefault(message.session, _Session())
         session.last_seen = now
         session.silent = False
+        session.source = source
         event = _event(message.kind, session=message.session, source=source, msg=message.body)
         if message.kind == "pred":
             session.preds.append(message.body)
@@ -89,9 +91,20 @@ class Hub:
         self._send(event)
 
     def on_link(self, link: LinkState) -> None:
-        """Take a feed's new link state."""
+        """Take a feed's new link state; the sessions of an engine that went away are shown offline at once."""
         self.links[link.url] = link
         self._send(_event("link", url=link.url, connected=link.connected, detail=link.detail))
+        if link.connected:
+            return
+        now = time.monotonic()
+        for session_id, session in self.sessions.items():
+            # A ZeroMQ engine that died (kill -9, a crash) closes its connection: no need to wait for silence. (An
+            # MQTT broker that went away says nothing about the engines behind it: their sessions wait for silence
+            # or the engine's last will.)
+            if session.source == link.url and not session.silent and link.url.lower().startswith("zmq://"):
+                session.silent = True
+                self._send(_event("silent", session=session_id, seconds=round(now - session.last_seen, 1),
+                                  why=link.detail))
 
     def check_silence(self) -> None:
         """Show sessions silent for longer than :attr:`stale_after` as offline (called periodically)."""

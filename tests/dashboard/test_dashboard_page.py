@@ -29,7 +29,7 @@ from tests.dashboard._parts import (
 HEARTBEAT = 2.0  # --status-every of the engines start_engine runs
 
 
-def test_page_follows_an_engine_through_a_stop_and_a_restart(browser: webdriver.Chrome, artefacts: Path) -> None:
+def test_page_follows_an_engine_through_a_stop_a_restart_and_a_kill(browser: webdriver.Chrome, artefacts: Path) -> None:
     eport, dport = free_port(), free_port()
     engine = start_engine(eport, "--session", "live", "--preview")
     watch = ZmqWatch(eport)
@@ -76,6 +76,13 @@ def test_page_follows_an_engine_through_a_stop_and_a_restart(browser: webdriver.
         wait_for("the state after the restart", lambda: rows(browser)["live"]["state"] in ("online", "degraded"),
                  HEARTBEAT + 3)
         assert browser.find_element(By.CSS_SELECTOR, ".link[data-connected='true']")
+
+        # killed (no offline message): its connection closes, and that is enough to show it offline at once
+        engine.kill()
+        engine.wait(30)
+        killed = time.monotonic()
+        wait_for("offline after kill -9", lambda: rows(browser)["live"]["state"] == "offline", 10)
+        assert time.monotonic() - killed <= HEARTBEAT, "a killed engine shown offline later than one heartbeat"
     finally:
         watch.close()
         stop(engine)

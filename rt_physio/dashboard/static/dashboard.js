@@ -47,6 +47,7 @@ function onEvent(ev) {
     s.silent = null;
   } else if (ev.type === "silent") {
     s.silent = ev.seconds;
+    s.silentWhy = ev.why || `silent ${Math.round(ev.seconds)} s`;
   }
   s.dirtyRow = true; s.dirtyCharts = true;
 }
@@ -109,7 +110,8 @@ function renderRow(s) {
   row.dataset.seq = p ? String(p.seq) : "";
   row.querySelector(".id").textContent = s.id;
   const stateCell = row.querySelector(".state");
-  stateCell.textContent = s.silent !== null ? `offline (silent ${Math.round(s.silent)} s)` : st;
+  stateCell.textContent = s.silent !== null ? "offline" : st;
+  stateCell.title = s.silent !== null ? s.silentWhy : (s.status ? `${s.status.reason}, ${s.status.model || ""}` : "");
   stateCell.dataset.state = st;
   row.querySelector(".now").textContent = p ? outputsText(p) : "–";
   row.querySelector(".mods").replaceChildren(...modalityBadges(s));
