@@ -6,5 +6,6 @@
 ``url_query``   the options of a publish URL (``?format=msgpack``), read alike by every publisher
 ``zmq``         ZeroMQ PUB (``zmq://HOST:PORT``)
 ``mqtt``        MQTT via aiomqtt (``mqtt://[USER@]HOST:PORT[/PREFIX]``): pred, retained state, status + last will
-``recorder``    crash-safe recording of raw streams and predictions (Parquet + journal), and its reader
+``recorder``    crash-safe recording of raw streams and predictions (Parquet + journal); read back with
+                :func:`rt_physio.io.read_sessions`
 """

@@ -3,8 +3,8 @@
 Modules: ``base`` (the Source protocol, Chunk, ThreadedSource), ``spec`` (``open_source(SPEC, modality)``, the
 entry point), ``lsl`` / ``lsl_streams`` (LSL inlets and stream resolution), ``brainflow`` /
 ``brainflow_boards`` (shared BrainFlow board sessions, board names and parameters), ``profiles`` (device profiles
-in ``drivers/``), ``devices`` (what ``rt-physio devices`` lists), ``units``, ``recordings`` (EDF/BDF, WFDB, XDF,
-CSV and DREAMER.mat read for replay), ``replay`` (the drift-free LSL player and the ``replay:`` SPEC), ``polar``
+in ``drivers/``), ``devices`` (what ``rt-physio devices`` lists), ``replay`` (the drift-free LSL player and the
+``replay:`` SPEC; files are read by :func:`rt_physio.io.read_recording`), ``polar``
 (Polar H10 over Bluetooth LE: scanning and the source), ``polar_protocol`` (its frames and strap clock) and
 ``commands`` (``rt-physio devices`` and ``rt-physio replay``).
 """
