@@ -42,7 +42,7 @@ from rt_physio.training.hybrid import (
     select_c,
 )
 
-__all__ = ["main", "train_classical"]
+__all__ = ["main", "ship_classical_arm"]
 
 log = logging.getLogger("rt_physio.training.hybrid_ship")
 
@@ -58,8 +58,8 @@ def _fit_with_oof_platt(x: np.ndarray, present: np.ndarray, y: np.ndarray, fm: n
     return fit_head_with_platt(x, present, y, fm, c, rows, [(rows & ~held, held) for held in held_out])
 
 
-def train_classical(data: Path, out: Path, cv: dict[str, Any], *, subjects: Sequence[int], calibrate: float,
-                    cache: Path, command: str, cv_json: str) -> dict[str, Any]:
+def ship_classical_arm(data: Path, out: Path, cv: dict[str, Any], *, subjects: Sequence[int], calibrate: float,
+                       cache: Path, command: str, cv_json: str) -> dict[str, Any]:
     """Train the ``classical`` arm on ``subjects`` and save it to ``out``; returns the card's provenance."""
     t0 = time.monotonic()
     windows = load_windows(data, subjects, cache=cache / "prepared")
@@ -154,8 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cv = json.loads(args.cv_json.read_text())
     command = "python -m rt_physio.training.hybrid_ship " + " ".join(
         ["--data", str(args.data), "--out", str(args.out), "--cv-json", str(args.cv_json), "--arm", args.arm])
-    fields = train_classical(args.data, args.out, cv, subjects=range(lo, hi + 1), calibrate=args.calibrate,
-                             cache=args.cache, command=command, cv_json=str(args.cv_json))
+    fields = ship_classical_arm(args.data, args.out, cv, subjects=range(lo, hi + 1), calibrate=args.calibrate,
+                                cache=args.cache, command=command, cv_json=str(args.cv_json))
     log.info("wrote %s: %s", args.out, json.dumps(fields["provenance"]["head"]))
     return 0
 
