@@ -67,7 +67,7 @@ def _finite(value: Any) -> float | None:
 
 
 def check_number(name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
-                 exclusive_minimum: bool = False, unit: str = "") -> float:
+                 exclusive_minimum: bool = False, unit: str = "", error: type[Exception] = ValueError) -> float:
     """Return ``value`` as a float after checking it is a finite number in range.
 
     Parameters
@@ -82,6 +82,8 @@ def check_number(name: str, value: Any, *, minimum: float | None = None, maximum
         ``minimum`` itself is refused (``minimum=0`` then means strictly positive).
     unit : str
         Shown after the range in the message, e.g. ``seconds``.
+    error : type of Exception
+        What to raise (``ConfigError`` where the value comes from a user's config or command line).
 
     Returns
     -------
@@ -91,7 +93,7 @@ def check_number(name: str, value: Any, *, minimum: float | None = None, maximum
     Raises
     ------
     ValueError
-        Naming the parameter, the value and what was expected.
+        (or ``error``) Naming the parameter, the value and what was expected.
     """
     number = _finite(value)
     ok = number is not None
@@ -101,22 +103,24 @@ def check_number(name: str, value: Any, *, minimum: float | None = None, maximum
         ok = number <= maximum
     if not ok or number is None:
         expected = _expected(minimum, maximum, exclusive_minimum, unit)
-        raise ValueError(f"The {name!r} parameter must be {expected}, got {show_value(value)}.")
+        raise error(f"The {name!r} parameter must be {expected}, got {show_value(value)}.")
     return number
 
 
-def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
+def check_positive(name: str, value: Any, *, allow_zero: bool = False, unit: str = "",
+                   error: type[Exception] = ValueError) -> float:
     """Return ``value`` as a float after checking it is a finite, strictly positive (or non-negative) number.
 
-    The message reads ``The 'fs' parameter must be a strictly positive finite number, got -1.0.``
+    The message reads ``The 'fs' parameter must be a strictly positive finite number, got -1.0.``; ``unit`` and
+    ``error`` as in :func:`check_number`.
     """
-    return check_number(name, value, minimum=0.0, exclusive_minimum=not allow_zero)
+    return check_number(name, value, minimum=0.0, exclusive_minimum=not allow_zero, unit=unit, error=error)
 
 
-def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
-    """Return ``value`` as an int after checking it is an integer ≥ ``minimum``."""
+def check_int(name: str, value: Any, *, minimum: int = 1, error: type[Exception] = ValueError) -> int:
+    """Return ``value`` as an int after checking it is an integer ≥ ``minimum`` (``error`` as in check_number)."""
     if not isinstance(value, _INTEGER) or isinstance(value, bool) or int(value) < minimum:
-        raise ValueError(f"The '{name}' parameter must be an integer >= {minimum}, got {show_value(value)}.")
+        raise error(f"The '{name}' parameter must be an integer >= {minimum}, got {show_value(value)}.")
     return int(value)
 
 

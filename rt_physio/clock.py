@@ -14,6 +14,7 @@ import numpy as np
 import pylsl
 from numpy.typing import NDArray
 
+from rt_physio.checks import check_positive
 from rt_physio.dsp import _dejitter_kernel as _kernel
 
 __all__ = ["ClockGuard", "Dejitter", "WallClockMap", "local_clock"]
@@ -48,12 +49,8 @@ class WallClockMap:
 
     def __init__(self, *, max_slew: float = 1e-3, step_after: float = 0.1,
                  wall: Callable[[], float] = time.time) -> None:
-        for name, value in (("max_slew", max_slew), ("step_after", step_after)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                    math.isfinite(value) and value > 0):
-                raise ValueError(f"The {name!r} parameter must be a positive number, got {value!r}.")
-        self.max_slew = float(max_slew)
-        self.step_after = float(step_after)
+        self.max_slew = check_positive("max_slew", max_slew)
+        self.step_after = check_positive("step_after", step_after)
         self._wall = wall
         self.offset = self._measure()
         self.target = self.offset
@@ -118,10 +115,7 @@ class ClockGuard:
     """
 
     def __init__(self, jump_after: float) -> None:
-        if isinstance(jump_after, bool) or not isinstance(jump_after, int | float) or not (
-                math.isfinite(jump_after) and jump_after > 0):
-            raise ValueError(f"The 'jump_after' parameter must be a positive number of seconds, got {jump_after!r}.")
-        self.jump_after = float(jump_after)
+        self.jump_after = check_positive("jump_after", jump_after, unit="seconds")
         self.offset = 0.0
         self.jumps = 0
         self.last_jump = 0.0  # the stream's clock step of the newest jump, seconds (+ forward, - backward)

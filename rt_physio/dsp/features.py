@@ -24,6 +24,8 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import NDArray
 
+from rt_physio.checks import check_positive
+
 __all__ = [
     "BANDS",
     "ECG_FEATURES",
@@ -98,8 +100,7 @@ def band_powers(x: NDArray[np.floating], sfreq: float,
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"The 'x' parameter must be (channels, samples), got shape {x.shape}.")
-    if not sfreq > 0:
-        raise ValueError(f"The 'sfreq' parameter must be a positive number, got {sfreq!r}.")
+    check_positive("sfreq", sfreq)
     nperseg = min(x.shape[1], round(2.0 * sfreq))
     freqs, psd = welch(x, fs=sfreq, window="hann", nperseg=nperseg, noverlap=nperseg // 2, axis=-1)
     df = freqs[1] - freqs[0]

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rt_physio.checks import check_int
+
 __all__ = [
     "PATCH_SIZE",
     "CBraMod",
@@ -268,10 +270,8 @@ def check_cbramod_args(
     if d_model != _CONV_CHANNELS * 8:
         raise ValueError(f"The 'd_model' parameter must be 200 (25 conv channels x 8 positions), got {d_model}.")
     for arg, value in (("out_dim", out_dim), ("dim_feedforward", dim_feedforward), ("seq_len", seq_len)):
-        if value < 1:
-            raise ValueError(f"The '{arg}' parameter must be a positive integer, got {value}.")
-    if n_layer < 0:
-        raise ValueError(f"The 'n_layer' parameter must be a non-negative integer, got {n_layer}.")
+        check_int(arg, value)
+    check_int("n_layer", n_layer, minimum=0)
     if nhead < 2 or nhead % 2 or (d_model // 2) % (nhead // 2):
         raise ValueError(
             f"The 'nhead' parameter must be even and nhead // 2 must divide d_model // 2 = {d_model // 2}, got {nhead}."

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rt_physio.checks import check_positive
 from rt_physio.dsp.features import BANDS, ECG_FEATURES, channel_features, eeg_feature_count
 from rt_physio.nn.architecture import check_architecture
 
@@ -110,8 +111,7 @@ class ClassicalModel(nn.Module):
             raise ValueError(f"The 'bands' parameter must be contiguous (low, high) pairs, got {list(bands)}.")
         arch = parse_classical_architecture(
             {"type": "classical", "classical": {"eeg_channels": n_eeg_channels, "ecg": ecg, "bands": edges}}, n_outputs)
-        if not sfreq > 0:
-            raise ValueError(f"The 'sfreq' parameter must be a positive number, got {sfreq!r}.")
+        check_positive("sfreq", sfreq)
         self.n_eeg_channels = arch.eeg_channels
         self.uses_ecg = arch.ecg
         self.n_outputs = arch.n_outputs

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rt_physio.checks import positive_int_entry
+from rt_physio.checks import check_int, positive_int_entry
 from rt_physio.io.channels import MODALITIES as IO_MODALITIES
 from rt_physio.nn.architecture import check_architecture
 from rt_physio.nn.cbramod import PATCH_SIZE, CBraMod, check_cbramod_args
@@ -78,9 +78,8 @@ class FusionModel(nn.Module):
         super().__init__()
         if eeg_encoder is None and ecg_encoder is None:
             raise ValueError("A FusionModel needs at least one encoder; got eeg_encoder=None and ecg_encoder=None.")
-        for arg, value in (("n_outputs", n_outputs), ("hidden", hidden)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"The '{arg}' parameter must be a positive integer, got {value!r}.")
+        check_int("n_outputs", n_outputs)
+        check_int("hidden", hidden)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"The 'dropout' parameter must be in [0, 1), got {dropout!r}.")
         for name, enc in (("eeg_encoder", eeg_encoder), ("ecg_encoder", ecg_encoder)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from rt_physio.checks import check_positive
 from rt_physio.errors import ConfigError, SourceError
 from rt_physio.sources.brainflow_boards import board_descr, known_boards
 from rt_physio.sources.lsl_streams import LslStreamSummary, quiet_liblsl, visible_streams
@@ -86,8 +87,7 @@ def list_devices(lsl_timeout: float = 1.0, *, ble: bool = False) -> DeviceReport
     DeviceReport
         The report; pass it to :func:`format_report` for display.
     """
-    if isinstance(lsl_timeout, bool) or not isinstance(lsl_timeout, int | float) or not lsl_timeout > 0:
-        raise ConfigError(f"The 'lsl_timeout' parameter must be a positive number of seconds, got {lsl_timeout!r}.")
+    check_positive("lsl_timeout", lsl_timeout, unit="seconds", error=ConfigError)
     quiet_liblsl()
     boards = []
     for name, board_id in known_boards().items():

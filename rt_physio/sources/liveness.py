@@ -23,6 +23,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from rt_physio.checks import check_positive
+
 __all__ = ["LIVENESS_STATES", "Liveness", "LivenessReport", "LivenessState"]
 
 LivenessState = Literal["waiting", "streaming", "stalled", "lost"]
@@ -73,10 +75,7 @@ class Liveness:
     """
 
     def __init__(self, stall_after: float, now: float) -> None:
-        if isinstance(stall_after, bool) or not isinstance(stall_after, int | float) or not (
-                math.isfinite(stall_after) and stall_after > 0):
-            raise ValueError(f"The 'stall_after' parameter must be a positive number of seconds, got {stall_after!r}.")
-        self.stall_after = float(stall_after)
+        self.stall_after = check_positive("stall_after", stall_after, unit="seconds")
         self._state: LivenessState = "waiting"
         self._since = float(now)
         self._started = float(now)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pylsl
 
+from rt_physio.checks import check_positive
 from rt_physio.errors import ConfigError, SourceError
 
 __all__ = [
@@ -104,8 +105,7 @@ def resolve_stream(query: Mapping[str, str], timeout: float = 5.0) -> pylsl.Stre
     unknown = sorted(set(query) - set(LSL_PROPS))
     if unknown:
         raise ConfigError(f"Unknown LSL stream properties {unknown}; valid ones: {', '.join(LSL_PROPS)}.")
-    if not timeout > 0:
-        raise ConfigError(f"The resolve timeout must be a positive number of seconds, got {timeout!r}.")
+    check_positive("timeout", timeout, unit="seconds", error=ConfigError)
     resolver = pylsl.ContinuousResolver(forget_after=max(5.0, timeout))
     deadline = time.monotonic() + timeout
     while True:

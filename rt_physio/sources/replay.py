@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pylsl
 
+from rt_physio.checks import check_int, check_positive
 from rt_physio.clock import local_clock
 from rt_physio.errors import ConfigError
 from rt_physio.io import Recording, Signal, read_recording
@@ -83,10 +84,9 @@ class Player:
 
     def __init__(self, recording: Recording, *, name: str | None = None, speed: float = 1.0, loop: bool = False,
                  chunk: int | None = None, source_id: str | None = None) -> None:
-        if isinstance(speed, bool) or not isinstance(speed, int | float) or not speed > 0 or not math.isfinite(speed):
-            raise ConfigError(f"The 'speed' parameter must be a positive number, got {speed!r}.")
-        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
-            raise ConfigError(f"The 'chunk' parameter must be a positive number of samples, got {chunk!r}.")
+        check_positive("speed", speed, error=ConfigError)
+        if chunk is not None:
+            check_int("chunk", chunk, error=ConfigError)
         quiet_liblsl()
         self.recording = recording
         self.name = name or recording.path.stem

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Literal, cast, get_args
 from urllib.parse import parse_qsl
 
+from rt_physio.checks import check_positive
 from rt_physio.errors import ConfigError
 from rt_physio.sources.base import MODALITIES, Modality, Source
 from rt_physio.sources.brainflow import open_brainflow
@@ -179,9 +180,7 @@ def open_source(spec: str | SourceSpec, modality: Literal["eeg", "ecg"], *, reso
     """
     if modality not in MODALITIES:
         raise ConfigError(f"The modality must be one of {list(MODALITIES)}, got {modality!r}.")
-    if isinstance(resolve_timeout, bool) or not isinstance(resolve_timeout, int | float) or not resolve_timeout > 0:
-        raise ConfigError(f"The 'resolve_timeout' parameter must be a positive number of seconds, got "
-                          f"{resolve_timeout!r}.")
+    check_positive("resolve_timeout", resolve_timeout, unit="seconds", error=ConfigError)
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
     if parsed is None:
         raise ConfigError(f"Source 'none' opens nothing: leave the {modality.upper()} modality out instead.")
