@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from selenium import webdriver
@@ -42,9 +43,19 @@ def test_run_serves_the_page_and_its_calibrate_button_calibrates(browser: webdri
         assert calibrating["calibration"]["seconds"] > 0 and calibrating["outputs"] == {}
         assert len(watch.preds("cal")[n:]) <= 4, "the calibration started more than 3 predictions after the click"
         wait_for("the page showing it", lambda: rows(browser)["cal"]["cal"].startswith("calibrating"), 10)
+        engine.kill()  # no clean stop: the page's process still ends with its engine
+        wait_for("the page's server to end with the engine", lambda: not _listening(dport), 30, poll=0.2)
     finally:
         watch.close()
         stop(engine)
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def _config(folder: Path, name: str, n: int, port: int) -> Path:
