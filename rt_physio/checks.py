@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "as_chunk", "as_timestamps", "check_int", "check_number", "check_positive", "int_arg", "number_arg",
-    "positive_entry", "positive_int_entry", "show_value",
+    "parse_int", "parse_number", "positive_entry", "positive_int_entry", "show_value",
 ]
 
 _SHOW = 40  # characters of a refused value shown in a message (a control message can hold a 60-kB string)
@@ -66,6 +66,12 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _in_range(number: float, minimum: float | None, maximum: float | None, exclusive_minimum: bool) -> bool:
+    if minimum is not None and not (number > minimum if exclusive_minimum else number >= minimum):
+        return False
+    return maximum is None or number <= maximum
+
+
 def check_number(name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
                  exclusive_minimum: bool = False, unit: str = "", error: type[Exception] = ValueError) -> float:
     """Return ``value`` as a float after checking it is a finite number in range.
@@ -96,12 +102,7 @@ def check_number(name: str, value: Any, *, minimum: float | None = None, maximum
         (or ``error``) Naming the parameter, the value and what was expected.
     """
     number = _finite(value)
-    ok = number is not None
-    if number is not None and minimum is not None:
-        ok = number > minimum if exclusive_minimum else number >= minimum
-    if ok and number is not None and maximum is not None:
-        ok = number <= maximum
-    if not ok or number is None:
+    if number is None or not _in_range(number, minimum, maximum, exclusive_minimum):
         expected = _expected(minimum, maximum, exclusive_minimum, unit)
         raise error(f"The {name!r} parameter must be {expected}, got {show_value(value)}.")
     return number
@@ -154,24 +155,57 @@ def positive_int_entry(where: str, value: Any) -> int:
     return int(value)
 
 
-def number_arg(name: str, *, minimum: float | None = 0.0, maximum: float | None = None,
+def parse_number(text: str, *, minimum: float | None = 0.0, maximum: float | None = None,
+                 exclusive_minimum: bool = True) -> float:
+    """Read a number a user typed (a command-line option, a SPEC option): finite and in range (default: > 0).
+
+    ``float()`` alone would take ``nan``, ``inf`` and ``1e999``; these are refused here.
+
+    Raises
+    ------
+    ValueError
+        ``expected a strictly positive finite number, got '0'``: the caller puts it in its own context.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number, got {text!r}") from None
+    number = _finite(value)
+    if number is None or not _in_range(number, minimum, maximum, exclusive_minimum):
+        raise ValueError(f"expected {_expected(minimum, maximum, exclusive_minimum, '')}, got {text!r}")
+    return number
+
+
+def parse_int(text: str, *, minimum: int = 1) -> int:
+    """Read a whole number ≥ ``minimum`` (default 1) a user typed.
+
+    Raises
+    ------
+    ValueError
+        ``expected a whole number >= 1, got '0'``: the caller puts it in its own context.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"expected a whole number >= {minimum}, got {text!r}")
+    return value
+
+
+def number_arg(*, minimum: float | None = 0.0, maximum: float | None = None,
                exclusive_minimum: bool = True) -> Callable[[str], float]:
     """Return an ``argparse`` ``type=`` that reads a finite number in range (default: strictly positive).
 
-    ``float()`` alone would take ``nan``, ``inf`` and ``1e999``; these are refused here, with the bounds in the
-    message (argparse then exits with status 2 and the usage line).
+    A refused value makes argparse exit with status 2, the usage line, the option's name and
+    :func:`parse_number`'s message.
     """
 
     def parse(text: str) -> float:
         try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        try:
-            return check_number(name, value, minimum=minimum, maximum=maximum, exclusive_minimum=exclusive_minimum)
-        except ValueError:
-            expected = _expected(minimum, maximum, exclusive_minimum, "")
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+            return parse_number(text, minimum=minimum, maximum=maximum, exclusive_minimum=exclusive_minimum)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     parse.__name__ = "number"  # argparse names the type in some messages
     return parse
@@ -182,12 +216,9 @@ def int_arg(*, minimum: int = 1) -> Callable[[str], int]:
 
     def parse(text: str) -> int:
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
-        return value
+            return parse_int(text, minimum=minimum)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     parse.__name__ = "integer"
     return parse

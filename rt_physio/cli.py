@@ -50,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ecg", metavar="SPEC", help="ECG source (default: synthetic)")
     run.add_argument("--model", metavar="NAME|PATH", help="model folder or name in models/ (default: eegmat-fusion)")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], help="inference device (default: auto)")
-    run.add_argument("--window", type=number_arg("window"), metavar="S", help="window length in seconds (default: 5)")
-    run.add_argument("--hop", type=number_arg("hop"), metavar="S", help="seconds between predictions (default: 1)")
+    run.add_argument("--window", type=number_arg(), metavar="S", help="window length in seconds (default: 5)")
+    run.add_argument("--hop", type=number_arg(), metavar="S", help="seconds between predictions (default: 1)")
     run.add_argument("--publish", action="append", metavar="URL",
                      help="where to publish, repeatable: zmq://HOST:PORT or mqtt://[USER@]HOST[:PORT][/PREFIX] "
                           "(password in $RT_PHYSIO_MQTT_PASSWORD), options ?format=msgpack, ?qos=1, ?tls=1&cafile=… "
@@ -60,25 +60,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help="accept control commands (JSON, e.g. {\"cmd\": \"ping\"}) on a ZeroMQ REP socket at "
                           "zmq://HOST:PORT, e.g. zmq://127.0.0.1:5557; with an mqtt:// --publish URL, commands also "
                           "arrive on <prefix>/<session>/control (default: no ZeroMQ control)")
-    run.add_argument("--calibrate", type=number_arg("calibrate"), metavar="S",
+    run.add_argument("--calibrate", type=number_arg(), metavar="S",
                      help="treat the first S seconds of each session as the person's rest baseline (no outputs "
                           "meanwhile), then centre the model's features on it; needs a model with a [calibration] "
                           "table, e.g. eegmat-baseline (default: no calibration)")
     run.add_argument("--session", metavar="ID", help="session id used in topics (default: default)")
-    run.add_argument("--duration", type=number_arg("duration"), metavar="S",
+    run.add_argument("--duration", type=number_arg(), metavar="S",
                      help="stop after S seconds (default: Ctrl-C)")
     run.add_argument("--line-freq", type=float, choices=[50.0, 60.0], help="mains frequency to notch (default: 50)")
-    run.add_argument("--missing-after", type=number_arg("missing-after"), metavar="S",
+    run.add_argument("--missing-after", type=number_arg(), metavar="S",
                      help="leave a modality out of a window when it lags this long (default: 1)")
-    run.add_argument("--resolve-timeout", type=number_arg("resolve-timeout"), metavar="S",
+    run.add_argument("--resolve-timeout", type=number_arg(), metavar="S",
                      help="how long to look for LSL streams (default: 5)")
-    run.add_argument("--stall-after", type=number_arg("stall-after"), metavar="S",
+    run.add_argument("--stall-after", type=number_arg(), metavar="S",
                      help="a stream with no sample for S seconds (also before its first) is 'stalled' and the "
                           "session 'degraded' in the status messages (default: 2)")
-    run.add_argument("--give-up-after", type=number_arg("give-up-after"), metavar="S",
+    run.add_argument("--give-up-after", type=number_arg(), metavar="S",
                      help="end the run (exit status 3, naming the source) when a stream stays out of 'streaming' "
                           "for S seconds (default: never; the session stays 'degraded' and recovers)")
-    run.add_argument("--status-every", type=number_arg("status-every"), metavar="S",
+    run.add_argument("--status-every", type=number_arg(), metavar="S",
                      help="publish each session's status at least every S seconds, besides on every change "
                           "(default: 5)")
     run.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: cores - 1, at least 1)")
@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="how the model runs (default: auto = CUDA graphs on a GPU, traced on the CPU)")
     run.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="model precision (default: fp32)")
     run.add_argument("--max-batch", type=int, metavar="N", help="largest batch across sessions (default: 64)")
-    run.add_argument("--max-wait-ms", type=number_arg("max-wait-ms", exclusive_minimum=False), metavar="MS",
+    run.add_argument("--max-wait-ms", type=number_arg(exclusive_minimum=False), metavar="MS",
                      help="longest a window waits for others of its shape to batch with (default: 2)")
     run.add_argument("--no-inline", dest="inline", action="store_const", const=False, default=None,
                      help="run every window on the executor thread (default: a lone session's window runs on the "

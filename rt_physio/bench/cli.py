@@ -73,13 +73,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lat.add_argument(
         "--sessions", type=int_arg(), default=1, metavar="N", help="sessions in the harness (default 1)"
     )
-    lat.add_argument("--duration", type=number_arg("duration"), default=30.0, metavar="S",
+    lat.add_argument("--duration", type=number_arg(), default=30.0, metavar="S",
                      help="seconds scored (default 30)")
     lat.add_argument("--chunk", type=int_arg(), default=8, metavar="N", help="samples per pushed chunk (default 8)")
     lat.add_argument(
-        "--hop", type=number_arg("hop"), default=1.0, metavar="S", help="seconds between predictions (default 1)"
+        "--hop", type=number_arg(), default=1.0, metavar="S", help="seconds between predictions (default 1)"
     )
-    lat.add_argument("--window", type=number_arg("window"), default=5.0, metavar="S", help="window length (default 5)")
+    lat.add_argument("--window", type=number_arg(), default=5.0, metavar="S", help="window length (default 5)")
     lat.add_argument("--model", default="eegmat-fusion", metavar="NAME|PATH")
     lat.add_argument("--no-baselines", action="store_true", help="skip the baselines")
     lat.add_argument("--sweep", action="store_true", help="also sweep chunk size, hop and number of sessions")

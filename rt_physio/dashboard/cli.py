@@ -36,10 +36,10 @@ def register(sub: Any) -> None:
                         help="an engine's --control zmq://HOST:PORT: adds a calibrate button per session")
     parser.add_argument("--insecure", action="store_true",
                         help="allow serving on a non-loopback address (no authentication, no encryption)")
-    parser.add_argument("--stale-after", type=number_arg("stale-after"), default=12.0, metavar="S",
+    parser.add_argument("--stale-after", type=number_arg(), default=12.0, metavar="S",
                         help="show a session offline after S seconds without a message (default: 12; keep it "
                              "above the engines' --status-every)")
-    parser.add_argument("--duration", type=number_arg("duration"), metavar="S", help="stop after S seconds")
+    parser.add_argument("--duration", type=number_arg(), metavar="S", help="stop after S seconds")
     # `rt-physio run --dashboard` runs this command as its child: it ends when the engine's end of stdin closes
     parser.add_argument("--exit-with-stdin", action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(handler=_cmd_dashboard)

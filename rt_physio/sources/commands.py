@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``devices`` and ``replay`` subcommands to ``sub``."""
     devices = sub.add_parser("devices", help="list visible LSL streams, BrainFlow boards and device profiles")
     devices.add_argument("--ble", action="store_true", help="also scan for Bluetooth LE devices (Polar H10)")
-    devices.add_argument("--wait", type=number_arg("wait"), default=1.0, metavar="S",
+    devices.add_argument("--wait", type=number_arg(), default=1.0, metavar="S",
                          help="seconds to listen for LSL streams (and BLE advertisements)")
     devices.set_defaults(handler=_cmd_devices)
 
@@ -41,13 +41,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     "`rt-physio run --eeg lsl:NAME-EEG --ecg lsl:NAME-ECG`.")
     replay.add_argument("file", metavar="FILE", help="the recording (a WFDB record may be named without suffix)")
     replay.add_argument("--name", help="stream name stem (default: the file name without suffix)")
-    replay.add_argument("--speed", type=number_arg("speed"), default=1.0, help="playback speed (default: 1, real time)")
+    replay.add_argument("--speed", type=number_arg(), default=1.0, help="playback speed (default: 1, real time)")
     replay.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
     replay.add_argument("--chunk", type=int_arg(), help="samples per push (default: about 20 ms)")
-    replay.add_argument("--duration", type=number_arg("duration"), metavar="S", help="replay only the first S seconds")
-    replay.add_argument("--wait", type=number_arg("wait"), metavar="S",
+    replay.add_argument("--duration", type=number_arg(), metavar="S", help="replay only the first S seconds")
+    replay.add_argument("--wait", type=number_arg(), metavar="S",
                         help="wait up to S seconds for a consumer before starting")
-    replay.add_argument("--rate", type=number_arg("rate"), metavar="HZ", help="sampling rate of a CSV file")
+    replay.add_argument("--rate", type=number_arg(), metavar="HZ", help="sampling rate of a CSV file")
     replay.add_argument("--unit", help="unit of a CSV file's columns (default: EEG µV, ECG mV)")
     replay.add_argument("--subject", type=int_arg(), help="DREAMER: subject 1-23")
     replay.add_argument("--clip", type=int_arg(), help="DREAMER: film clip 1-18")

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from rt_physio.checks import parse_number
 from rt_physio.clock import local_clock
 from rt_physio.errors import ConfigError, SourceError
 from rt_physio.sources.base import Chunk, ChunkSink, Modality, SourceStats, StreamInfo, deliver
@@ -321,10 +322,8 @@ def open_polar(target: str, params: dict[str, str], modality: Modality) -> Polar
     if unknown:
         raise ConfigError(f"Unknown Polar H10 parameters {unknown}; valid ones: timeout.")
     try:
-        timeout = float(params.get("timeout", 10.0))
-    except ValueError:
-        raise ConfigError(f"The Polar H10 timeout must be a number of seconds, got {params['timeout']!r}.") from None
-    if not timeout > 0:
-        raise ConfigError(f"The Polar H10 timeout must be positive, got {timeout!r}.")
+        timeout = parse_number(params["timeout"]) if "timeout" in params else 10.0
+    except ValueError as exc:
+        raise ConfigError(f"The Polar H10 option 'timeout' (seconds): {exc}.") from None
     address, name = _find_address(target.strip(), timeout)
     return PolarH10Source(address, name, connect_timeout=timeout)

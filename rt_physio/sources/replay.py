@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pylsl
 
-from rt_physio.checks import check_int, check_positive
+from rt_physio.checks import check_int, check_positive, parse_int, parse_number
 from rt_physio.clock import local_clock
 from rt_physio.errors import ConfigError
 from rt_physio.io import Recording, Signal, read_recording
@@ -263,13 +263,9 @@ def _flag(key: str, text: str) -> bool:
 
 def _number(key: str, text: str, kind: type[int] | type[float]) -> float:
     try:
-        value = kind(text)
-    except ValueError:
-        raise ConfigError(f"The replay option {key!r} must be {'an integer' if kind is int else 'a number'}, "
-                          f"got {text!r}.") from None
-    if not value > 0:
-        raise ConfigError(f"The replay option {key!r} must be positive, got {text!r}.")
-    return value
+        return parse_int(text) if kind is int else parse_number(text)
+    except ValueError as exc:
+        raise ConfigError(f"The replay option {key!r}: {exc}.") from None
 
 
 def replay_options(params: Mapping[str, str]) -> tuple[dict[str, object], dict[str, object]]:
