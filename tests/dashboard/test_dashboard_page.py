@@ -132,3 +132,22 @@ def test_stopping_by_signal(tmp_path: Path) -> None:
     dashboard = start_dashboard(free_port(), "--connect", f"zmq://127.0.0.1:{free_port()}")
     _, err = stop(dashboard, signal.SIGINT)
     assert dashboard.returncode == 0, err
+
+
+def test_an_unreachable_engine_is_shown_and_retried(browser: webdriver.Chrome) -> None:
+    eport, dport = free_port(), free_port()
+    dashboard = start_dashboard(dport, "--connect", f"zmq://127.0.0.1:{eport}")
+    pub = None
+    try:
+        browser.get(f"http://127.0.0.1:{dport}/")
+        link = wait_for("the unreachable engine", lambda: browser.find_elements(
+            By.CSS_SELECTOR, ".link[data-connected='false']"), 10)[0]
+        wait_for("'retrying'", lambda: "retrying" in link.text, 10)
+        pub = zmq.Context.instance().socket(zmq.PUB)  # an engine appears on that port: the feed connects by itself
+        pub.setsockopt(zmq.LINGER, 0)
+        pub.bind(f"tcp://127.0.0.1:{eport}")
+        wait_for("the connection", lambda: browser.find_elements(By.CSS_SELECTOR, ".link[data-connected='true']"), 10)
+    finally:
+        stop(dashboard)
+        if pub is not None:
+            pub.close()
