@@ -3,7 +3,8 @@
 A child process rather than a thread: the page's server, its feeds and the schema checks never hold the engine's
 GIL, so they can add nothing to a prediction's path, and a crash of the page cannot take the engine down. The child
 is ``rt-physio dashboard --connect <the engine's own first publish URL>`` (ZeroMQ preferred: no broker in between),
-with the engine's ZeroMQ ``--control`` for the calibrate button. It ends when the engine closes its stdin (or dies,
+with the engine's ZeroMQ ``--control`` (else its MQTT publish URL, whose control topics it serves) for the calibrate
+button. It ends when the engine closes its stdin (or dies,
 which closes it too), and it runs in its own session so that a Ctrl-C meant for the engine stops the engine first.
 """
 
@@ -35,7 +36,7 @@ class EngineDashboard:
     bind : str
         ``HOST:PORT`` to serve the page on.
     control : str, optional
-        The engine's ``--control`` URL (a ZeroMQ one enables the calibrate button).
+        The engine's ``--control`` URL: a ZeroMQ one (or else an MQTT publish URL) enables the calibrate button.
     insecure : bool
         Allow a non-loopback ``bind`` (the engine's ``--insecure``).
     """
@@ -49,8 +50,11 @@ class EngineDashboard:
         feed = feed.replace("://0.0.0.0:", "://127.0.0.1:").replace("://*:", "://127.0.0.1:")
         args = [sys.executable, "-m", "rt_physio.cli", "dashboard", "--exit-with-stdin", "--connect", feed,
                 "--bind", bind]
+        mqtt = [url for url in publish if url.lower().startswith(("mqtt://", "mqtts://"))]
         if control is not None and control.lower().startswith("zmq://"):
             args += ["--control", control]
+        elif mqtt:  # an engine that publishes on MQTT takes commands there too
+            args += ["--control", mqtt[0]]
         if insecure:
             args.append("--insecure")
         self.args = args

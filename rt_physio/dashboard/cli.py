@@ -33,7 +33,8 @@ def register(sub: Any) -> None:
                         help=f"where to serve the page (default: {DEFAULT_BIND}; another host than loopback needs "
                              "--insecure)")
     parser.add_argument("--control", metavar="URL",
-                        help="an engine's --control zmq://HOST:PORT: adds a calibrate button per session")
+                        help="an engine's --control zmq://HOST:PORT, or the mqtt://[USER@]HOST[:PORT][/PREFIX] it "
+                             "publishes to (its sessions take commands there): adds a calibrate button per session")
     parser.add_argument("--insecure", action="store_true",
                         help="allow serving on a non-loopback address (no authentication, no encryption)")
     parser.add_argument("--stale-after", type=number_arg(), default=12.0, metavar="S",

@@ -3,7 +3,7 @@
 Routes: ``/`` (the page), ``/static/…`` (its script and style, and ``plotly.min.js`` from the installed ``plotly``
 package: the page needs no network), ``/events`` (server-sent events: a replay of recent state, then every message
 as it arrives; see :class:`~rt_physio.dashboard.state.Hub`), ``/api/config`` and, with a control URL,
-``POST /api/calibrate`` (sends ``{"cmd": "calibrate"}`` for one session to the engine's ZeroMQ REP control socket).
+``POST /api/calibrate`` (sends ``{"cmd": "calibrate"}`` for one session; see :mod:`.control`).
 
 Everything runs on one asyncio loop in one thread (feeds, the silence check, the HTTP server), so a dashboard
 started inside an engine (``rt-physio run --dashboard``) takes nothing from the engine's threads but the GIL for its
@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import json
 import logging
 import socket
 import threading
@@ -25,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-import zmq
-import zmq.asyncio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -34,12 +31,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from rt_physio.dashboard import DEFAULT_BIND
+from rt_physio.dashboard.control import open_control
 from rt_physio.dashboard.feeds import Feed, open_feed
 from rt_physio.dashboard.messages import decode_message
 from rt_physio.dashboard.state import Hub
 from rt_physio.errors import ConfigError
 from rt_physio.publish.url_query import is_loopback_host
-from rt_physio.publish.zmq import parse_zmq_url
 
 __all__ = ["Dashboard", "parse_bind"]
 
@@ -84,7 +81,8 @@ class Dashboard:
     bind : str
         ``HOST:PORT`` to serve on (port 0: any free port; :attr:`url` says which).
     control : str, optional
-        An engine's ``--control zmq://HOST:PORT``: enables the calibrate button.
+        An engine's ``--control zmq://HOST:PORT``, or the ``mqtt://…/PREFIX`` it publishes to: enables the
+        calibrate button.
     insecure : bool
         Allow a non-loopback ``bind``.
     stale_after : float
@@ -96,7 +94,7 @@ class Dashboard:
         if not connect:
             raise ConfigError("The dashboard needs at least one --connect URL.")
         self.feeds: list[Feed] = [open_feed(url) for url in connect]
-        self.control = None if control is None else parse_zmq_url(control).endpoint.replace("tcp://*", "tcp://127.0.0.1")
+        self.control = None if control is None else open_control(control)
         self.hub = Hub(stale_after=stale_after)
         self._plotly = _plotly_js()
         host, port = parse_bind(bind, insecure=insecure)
@@ -172,26 +170,11 @@ class Dashboard:
             return JSONResponse({"ok": False, "error": "the request body is not JSON"}, 400)
         if not isinstance(body, dict) or not isinstance(body.get("session"), str):
             return JSONResponse({"ok": False, "error": "expected {\"session\": \"<id>\"}"}, 400)
-        command: dict[str, Any] = {"cmd": "calibrate", "session": body["session"]}
+        command: dict[str, Any] = {"cmd": "calibrate"}
         if "seconds" in body:
             command["seconds"] = body["seconds"]
-        reply = await self._send_control(command)
+        reply = await self.control.send(body["session"], command)
         return JSONResponse(reply, 200 if reply.get("ok") else 502)
-
-    async def _send_control(self, command: dict[str, Any]) -> dict[str, Any]:
-        assert self.control is not None
-        sock = zmq.asyncio.Context.instance().socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
-        try:
-            sock.connect(self.control)
-            await sock.send(json.dumps(command).encode())
-            if not await sock.poll(round(1e3 * CONTROL_TIMEOUT_S)):
-                return {"ok": False, "error": f"no reply from the engine's control socket {self.control} within "
-                                              f"{CONTROL_TIMEOUT_S:g} s"}
-            reply = json.loads(await sock.recv())
-            return reply if isinstance(reply, dict) else {"ok": False, "error": "the engine's reply is not a map"}
-        finally:
-            sock.close(linger=0)
 
     # -- running ----------------------------------------------------------------------------------------------
     def start(self) -> None:

@@ -111,7 +111,8 @@ def test_mqtt_msgpack_engine_and_a_broker_that_goes_away(browser: webdriver.Chro
     engine = start_engine(eport, "--session", "mq", "--preview",
                           "--publish", f"mqtt://127.0.0.1:{broker.port}/lab/eeg?format=msgpack")
     watch = ZmqWatch(eport)
-    dashboard = start_dashboard(dport, "--connect", f"mqtt://127.0.0.1:{broker.port}/lab/eeg")
+    mqtt = f"mqtt://127.0.0.1:{broker.port}/lab/eeg"
+    dashboard = start_dashboard(dport, "--connect", mqtt, "--control", mqtt)
     try:
         browser.get(f"http://127.0.0.1:{dport}/")
         wait_for("the engine's first prediction", lambda: watch.preds("mq"), 120)
@@ -125,6 +126,12 @@ def test_mqtt_msgpack_engine_and_a_broker_that_goes_away(browser: webdriver.Chro
         wait_for("the page reconnected", lambda: browser.find_elements(By.CSS_SELECTOR, ".link[data-connected='true']"),
                  30)
         assert_shown_within(browser, watch, "mq", 3.0)
+        # calibrate over MQTT: the command goes to lab/eeg/mq/control, the next predictions report it
+        n = len(watch.preds("mq"))
+        browser.find_element(By.CSS_SELECTOR, "tr.session[data-session='mq'] button.calibrate").click()
+        wait_for("a prediction that reports the calibration",
+                 lambda: [m for m, _ in watch.preds("mq")[n:] if m.get("calibrating")], 30)
+        assert len(watch.preds("mq")[n:]) <= 6, "the calibration started more than 3 s after the click"
     finally:
         watch.close()
         stop(dashboard)
