@@ -2,7 +2,9 @@
 
 Topics are ``<prefix>/<session>/pred`` (every prediction), ``<prefix>/<session>/state`` (the latest prediction,
 retained; MQTT only) and ``<prefix>/<session>/status`` (``rt_physio.status/1``: ``online`` / ``degraded`` /
-``offline`` and each modality's liveness; retained on MQTT). The prefix is ``rt_physio``
+``offline`` and each modality's liveness; retained on MQTT), and with ``--preview`` ``<prefix>/<session>/preview``
+(``rt_physio.preview/1``: decimated filtered streams, sent by publishers that have a ``preview`` method: ZeroMQ and
+MQTT). The prefix is ``rt_physio``
 on ZeroMQ and the URL path on MQTT (default ``rt_physio``). On MQTT, commands arrive on
 ``<prefix>/<session>/control`` and are answered on ``<prefix>/<session>/control/reply`` (see
 :mod:`rt_physio.publish.control`).

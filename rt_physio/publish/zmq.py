@@ -1,8 +1,9 @@
 """ZeroMQ PUB publisher: multipart ``[topic, payload]`` on a socket bound to loopback by default.
 
-URL: ``zmq://HOST:PORT[?hwm=N&format=json|msgpack]``. Topics: ``rt_physio/<session>/pred`` and
+URL: ``zmq://HOST:PORT[?hwm=N&format=json|msgpack]``. Topics: ``rt_physio/<session>/pred``,
 ``rt_physio/<session>/status`` (the ``rt_physio.status/1`` map: ``state`` ``online`` / ``degraded`` /
-``offline``, each modality's liveness and counters, in the URL's format). ZeroMQ has no retained messages or
+``offline``, each modality's liveness and counters, in the URL's format) and, with ``--preview``,
+``rt_physio/<session>/preview`` (``rt_physio.preview/1``). ZeroMQ has no retained messages or
 last will: a subscriber that joins late gets the next prediction, and a vanished engine shows as silence (the
 status heartbeat, every ``--status-every`` seconds, lets a subscriber notice it).
 
