@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import zmq
 from selenium import webdriver
+
+from tests._zmq import ZmqCollector
 
 RT_PHYSIO = str(Path(sys.executable).parent / "rt-physio")
 T = TypeVar("T")
@@ -61,39 +60,6 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float, poll: flo
         time.sleep(poll)
 
 
-class ZmqWatch:
-    """A ZeroMQ SUB on its own thread keeping (topic, message, monotonic time of receipt)."""
-
-    def __init__(self, port: int) -> None:
-        self.got: list[tuple[str, dict[str, Any], float]] = []
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._port = port
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        self._ready.wait(5)
-
-    def _run(self) -> None:
-        sock = zmq.Context.instance().socket(zmq.SUB)
-        sock.setsockopt(zmq.SUBSCRIBE, b"rt_physio/")
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(f"tcp://127.0.0.1:{self._port}")
-        self._ready.set()
-        while not self._stop.is_set():
-            if sock.poll(50):
-                topic, payload = sock.recv_multipart()
-                self.got.append((topic.decode(), json.loads(payload), time.monotonic()))
-        sock.close()
-
-    def preds(self, session: str | None = None) -> list[tuple[dict[str, Any], float]]:
-        return [(m, t) for topic, m, t in list(self.got)
-                if topic.endswith("/pred") and (session is None or m["session"] == session)]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-
 def rows(driver: webdriver.Chrome) -> dict[str, dict[str, str]]:
     """Every session row's contract attributes and visible texts, read in one script call."""
     result: dict[str, dict[str, str]] = driver.execute_script("""
@@ -114,7 +80,7 @@ def seq_shown(driver: webdriver.Chrome, session: str) -> int:
     return int(row["seq"]) if row and row["seq"] else -1
 
 
-def assert_shown_within(driver: webdriver.Chrome, watch: ZmqWatch, session: str, limit: float) -> int:
+def assert_shown_within(driver: webdriver.Chrome, watch: ZmqCollector, session: str, limit: float) -> int:
     """Wait for ``session``'s next prediction on ZeroMQ; assert the page shows its seq within ``limit`` seconds."""
     n = len(watch.preds(session))
     msg, received = wait_for(f"the next prediction of {session}", lambda: watch.preds(session)[n:n + 1], 30)[0]

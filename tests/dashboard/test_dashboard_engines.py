@@ -8,9 +8,9 @@ from pathlib import Path
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
+from tests._zmq import ZmqCollector
 from tests.conftest import free_port
 from tests.dashboard._parts import (
-    ZmqWatch,
     assert_shown_within,
     rows,
     seq_shown,
@@ -26,7 +26,7 @@ def test_run_serves_the_page_and_its_calibrate_button_calibrates(browser: webdri
     eport, cport, dport = free_port(), free_port(), free_port()
     engine = start_engine(eport, "--session", "cal", "--control", f"zmq://127.0.0.1:{cport}",
                           "--dashboard", f"127.0.0.1:{dport}")
-    watch = ZmqWatch(eport)
+    watch = ZmqCollector(eport)
     try:
         assert engine.stdout is not None
         first = engine.stdout.readline()
@@ -110,7 +110,7 @@ def test_mqtt_msgpack_engine_and_a_broker_that_goes_away(browser: webdriver.Chro
     eport, dport = free_port(), free_port()
     engine = start_engine(eport, "--session", "mq", "--preview",
                           "--publish", f"mqtt://127.0.0.1:{broker.port}/lab/eeg?format=msgpack")
-    watch = ZmqWatch(eport)
+    watch = ZmqCollector(eport)
     mqtt = f"mqtt://127.0.0.1:{broker.port}/lab/eeg"
     dashboard = start_dashboard(dport, "--connect", mqtt, "--control", mqtt)
     try:

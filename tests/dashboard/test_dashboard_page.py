@@ -14,9 +14,9 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from rt_physio.cli import main
+from tests._zmq import ZmqCollector
 from tests.conftest import free_port
 from tests.dashboard._parts import (
-    ZmqWatch,
     assert_shown_within,
     rows,
     seq_shown,
@@ -32,7 +32,7 @@ HEARTBEAT = 2.0  # --status-every of the engines start_engine runs
 def test_page_follows_an_engine_through_a_stop_a_restart_and_a_kill(browser: webdriver.Chrome, artefacts: Path) -> None:
     eport, dport = free_port(), free_port()
     engine = start_engine(eport, "--session", "live", "--preview")
-    watch = ZmqWatch(eport)
+    watch = ZmqCollector(eport)
     dashboard = start_dashboard(dport, "--connect", f"zmq://127.0.0.1:{eport}")
     try:
         browser.get(f"http://127.0.0.1:{dport}/")

@@ -12,11 +12,9 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pylsl
@@ -27,6 +25,7 @@ from rt_physio.cli import main
 from rt_physio.io import read_sessions
 from rt_physio.publish.mqtt import PASSWORD_ENV
 from rt_physio.publish.schema import decode, validate, validate_status
+from tests._zmq import ZmqCollector
 from tests.conftest import RealTimeOutlet, free_port
 from tests.publish._brokers import Mosquitto, Subscriber, count, last_state, status_state
 
@@ -50,38 +49,6 @@ def _finish(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[str
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-
-
-class ZmqCollector:
-    """A ZeroMQ SUB on its own thread, keeping (topic, message, local_clock at receipt)."""
-
-    def __init__(self, port: int) -> None:
-        self.got: list[tuple[str, dict[str, Any], float]] = []
-        self._port = port
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        self._ready.wait(5)
-
-    def _run(self) -> None:
-        sock = zmq.Context.instance().socket(zmq.SUB)
-        sock.setsockopt(zmq.SUBSCRIBE, b"rt_physio/")
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(f"tcp://127.0.0.1:{self._port}")
-        self._ready.set()
-        while not self._stop.is_set():
-            if sock.poll(100):
-                topic, payload = sock.recv_multipart()
-                self.got.append((topic.decode(), json.loads(payload), pylsl.local_clock()))
-        sock.close()
-
-    def preds(self) -> list[tuple[dict[str, Any], float]]:
-        return [(m, t) for topic, m, t in list(self.got) if topic.endswith("/pred")]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 def _stalled_mqtt_client(port: int) -> socket.socket:
@@ -111,7 +78,7 @@ def _stalled_zmq_subscriber(port: int) -> zmq.Socket[bytes]:
 def test_mqtt_and_zmq_retained_state_stalled_subscribers_and_sigterm(broker: Mosquitto, tmp_path: Path) -> None:
     zport = free_port()
     live = Subscriber(broker.port, "rt_physio/#")
-    zmq_live = ZmqCollector(zport)
+    zmq_live = ZmqCollector(zport, clock=pylsl.local_clock)
     stalled = [_stalled_mqtt_client(broker.port)]
     stalled_zmq = _stalled_zmq_subscriber(zport)
     proc = _engine("--session", "e2e", "--publish", f"mqtt://127.0.0.1:{broker.port}?format=msgpack&qos=1",
@@ -223,7 +190,7 @@ def test_kill9_publishes_the_last_will_and_the_recording_survives(broker: Mosqui
 
 def test_broker_restart_reconnects_without_slowing_the_engine(broker: Mosquitto) -> None:
     zport = free_port()
-    zmq_live = ZmqCollector(zport)
+    zmq_live = ZmqCollector(zport, clock=pylsl.local_clock)
     sub = Subscriber(broker.port, "rt_physio/#")
     proc = _engine("--publish", f"mqtt://127.0.0.1:{broker.port}", "--publish", f"zmq://127.0.0.1:{zport}",
                    "--quiet")
