@@ -72,11 +72,14 @@ class EngineDashboard:
                          name="dashboard-out").start()
         threading.Thread(target=self._relay, args=(self._proc.stderr,), daemon=True, name="dashboard-err").start()
 
-    @staticmethod
-    def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
+    def _pump(self, stream: IO[str], lines: queue.Queue[str | None]) -> None:
+        proc = self._proc
         for line in stream:
             lines.put(line)
         lines.put(None)
+        if proc is not None and self._proc is proc:  # not asked to close: the page is gone, the engine goes on
+            log.error("the dashboard process ended on its own (exit %s); the engine keeps running without its page",
+                      proc.wait())
 
     def _relay(self, stream: IO[str]) -> None:
         for line in stream:  # the child's log lines and errors, shown as the engine's
