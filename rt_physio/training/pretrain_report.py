@@ -8,7 +8,8 @@ patches only, the time span only, whole leads only, and the training mix), as mo
 which part of the task the encoder can and cannot do.
 
 The plot shows, per encoder, the held-out masked MSE of the model and of the zero predictor per epoch (the
-goal lines 0.5 x zero for ECG and 0.7 x zero for EEG are drawn dashed).
+goal lines 0.5 x zero for ECG and 0.7 x zero for EEG are drawn dashed; an ECG encoder's non-learned period-copy
+reference, :mod:`rt_physio.training.pretrain_reference`, dash-dotted).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def collect(encoders: Sequence[str | Path], probes: Sequence[str | Path] = ()) -
             "train_wall_time_s": meta.get("train_wall_time_s"), "final": final, "goal_ratio": goal,
             "goal_met": bool(ratio is not None and ratio <= goal), "corpus": corpus,
             "command": meta.get("config", {}).get("command"), "history": meta.get("history", []),
+            "reference": meta.get("reference"),
         }
     for p in map(Path, probes):
         report = json.loads(p.read_text())
@@ -129,6 +131,10 @@ def plot(summary: dict[str, Any], path: str | Path) -> None:
         ax.plot(epochs, [enc["goal_ratio"] * h["zero_loss"] for h in hist], "r--", lw=0.8,
                 label=f"goal {enc['goal_ratio']}x zero")
         ax.plot(epochs, [h["train_loss"] for h in hist], "-", alpha=0.4, label="train")
+        ref = enc.get("reference")
+        if ref:
+            ax.axhline(ref["heldout_loss"], color="g", ls="-.", lw=0.8,
+                       label=f"period-copy reference ({ref['ratio']:.3f}x zero)")
         ratio = enc["final"].get("ratio", float("nan"))
         ax.set_title(f"{name}\nfinal held-out ratio {ratio:.3f} (goal <= {enc['goal_ratio']})", fontsize=9)
         ax.set_xlabel("epoch")

@@ -11,11 +11,18 @@ import pytest
 import torch
 
 from rt_physio.cli import main
-from rt_physio.errors import DatasetError
+from rt_physio.errors import ConfigError, DatasetError
 from rt_physio.nn import CBraMod
 from rt_physio.training.datasets.cinc2017 import holdout_split, load_cinc2017, load_cinc_record, read_reference
 from rt_physio.training.encoders import load_encoder, pooled_features, random_encoder
-from rt_physio.training.pretrain import CHECKPOINT_FILE, HISTORY_FILE, EpochStats, PretrainConfig, pretrain
+from rt_physio.training.pretrain import (
+    CHECKPOINT_FILE,
+    HISTORY_FILE,
+    OUTPUT_INITS,
+    EpochStats,
+    PretrainConfig,
+    pretrain,
+)
 from rt_physio.training.pretrain_data import build_corpus
 from rt_physio.training.pretrain_report import collect, masking_breakdown, plot
 from rt_physio.training.probe import probe_af
@@ -128,6 +135,21 @@ def test_pretrain_in_chunks_resumes_where_it_stopped(cinc_dir: Path, tmp_path: P
         assert 0.5 < h["zero_loss"] < 2.0 and h["ratio"] == pytest.approx(h["heldout_loss"] / h["zero_loss"])
     again = pretrain(_tiny(data, tmp_path / "chunks", cache_dir, resume=True), progress=False)
     assert again.finished and again.seconds == 0.0  # nothing left to do
+    # the non-learned reference is scored once on the same held-out windows and masks as the model
+    ref = json.loads((tmp_path / "chunks" / "encoder.json").read_text())["reference"]
+    assert ref["zero_loss"] == pytest.approx(history[0]["zero_loss"])
+    assert ref["ratio"] == pytest.approx(ref["heldout_loss"] / ref["zero_loss"]) and 0.0 < ref["ratio"] < 1.5
+
+
+def test_zero_output_init_starts_at_the_zero_predictor(cinc_dir: Path, tmp_path: Path, cache_dir: Path) -> None:
+    data = (str(cinc_subset(cinc_dir, tmp_path / "cinc", 8)),)
+    first = {init: pretrain(_tiny(data, tmp_path / init, cache_dir, epochs=1, steps_per_epoch=2, output_init=init),
+                            progress=False).history[0] for init in OUTPUT_INITS}
+    # CBraMod's Kaiming output layer starts far above the zero predictor (~1); a zero one starts at it
+    assert first["kaiming"].train_loss > 1.5
+    assert first["zero"].train_loss < 1.2 and first["zero"].ratio < 1.05
+    with pytest.raises(ConfigError, match="output_init"):
+        pretrain(_tiny(data, tmp_path / "bad", cache_dir, output_init="xavier"), progress=False)
 
 
 def test_cli_pretrain_then_probe_against_a_random_encoder(cinc_dir: Path, tmp_path: Path, cache_dir: Path) -> None:
