@@ -46,7 +46,7 @@ from rt_physio.training.pretrain_data import build_corpus
 from rt_physio.training.pretrain_reference import period_copy
 
 __all__ = ["CHECKPOINT_FILE", "HISTORY_FILE", "OUTPUT_INITS", "EpochStats", "PretrainConfig", "PretrainResult",
-           "pretrain"]
+           "heldout_batches", "pretrain"]
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -145,6 +145,37 @@ def _windows(recs: list[PreparedRecording], modality: str, window: float, hop: f
     return out
 
 
+def heldout_batches(held: list[tuple[WindowDataset, np.ndarray]], cfg: PretrainConfig,
+                    lead_ratio: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Draw the fixed held-out evaluation set of a run: the same ``cfg`` gives the same windows and masks.
+
+    Parameters
+    ----------
+    held : list of (WindowDataset, ndarray)
+        Held-out windows per lead count (and the indices kept), as the run builds them.
+    cfg : PretrainConfig
+        The run (``seed``, ``heldout_windows``, ``batch_size``, masking ratios).
+    lead_ratio : float
+        The resolved whole-lead masking probability.
+
+    Returns
+    -------
+    list of (Tensor, Tensor)
+        ``(B, C, N, 200)`` windows and their ``(B, C, N)`` masks.
+    """
+    eval_gen = torch.Generator().manual_seed(cfg.seed + 7919)
+    eval_batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+    per_group = max(1, cfg.heldout_windows // len(held))
+    for ds, keep in held:
+        pick = keep[torch.randperm(len(keep), generator=eval_gen)[:per_group].numpy()]
+        for s in range(0, len(pick), cfg.batch_size):
+            x = torch.from_numpy(ds.batch(pick[s:s + cfg.batch_size]).inputs[cfg.modality])
+            shape = (int(x.shape[0]), int(x.shape[1]), int(x.shape[2]))
+            eval_batches.append((x, dual_mask(shape, cfg.patch_ratio, lead_ratio, generator=eval_gen,
+                                              span_ratio=cfg.span_ratio)))
+    return eval_batches
+
+
 def pretrain(cfg: PretrainConfig, on_epoch: Callable[[EpochStats], None] | None = None,
              progress: bool = True) -> PretrainResult:
     """Pre-train (or continue pre-training) an encoder and write its folder ``cfg.out``.
@@ -190,18 +221,7 @@ def pretrain(cfg: PretrainConfig, on_epoch: Callable[[EpochStats], None] | None 
         raise DatasetError(f"No {window:g}-s training windows in {list(cfg.data)}.")
     if not held:
         raise DatasetError(f"No {window:g}-s held-out windows in {list(cfg.data)} (need 2+ subjects or cinc2017).")
-    # the fixed evaluation set: windows and masks drawn once from the seed
-    eval_gen = torch.Generator().manual_seed(cfg.seed + 7919)
-    eval_batches: list[tuple[torch.Tensor, torch.Tensor]] = []
-    per_group = max(1, cfg.heldout_windows // len(held))
-    for ds, keep in held:
-        pick = keep[torch.randperm(len(keep), generator=eval_gen)[:per_group].numpy()]
-        for s in range(0, len(pick), cfg.batch_size):
-            x = torch.from_numpy(ds.batch(pick[s:s + cfg.batch_size]).inputs[cfg.modality])
-            shape = (int(x.shape[0]), int(x.shape[1]), int(x.shape[2]))
-            eval_batches.append((x, dual_mask(shape, cfg.patch_ratio, lead_ratio, generator=eval_gen,
-                                              span_ratio=cfg.span_ratio)))
-
+    eval_batches = heldout_batches(held, cfg, lead_ratio)
     reference = _reference(eval_batches) if cfg.modality == "ecg" else None
     if reference is not None:
         log.info("held-out reference (period copy): %.4f, zero predictor %.4f, ratio %.3f", reference["heldout_loss"],

@@ -13,16 +13,32 @@ targets as the encoder is scored on. Per window and lead:
 
 It uses only what the encoder sees (visible samples), so it is a fair comparison, not a bound: an encoder could
 do better, e.g. by placing each beat from its neighbours.
+
+:func:`oracle_lag_copy` is an optimistic figure for copying: the second half of each window copied from one lag
+earlier, the lag chosen **on the target itself** (no predictor can choose so). :func:`rr_jitter` measures how far
+consecutive beat intervals differ (in samples): a beat copied from one period away lands that far off.
+
+``python -m rt_physio.training.pretrain_reference --encoder DIR [--json OUT]`` scores all three on the held-out
+windows and masks that an ECG encoder folder was scored on (rebuilt from its ``encoder.json``).
 """
 
 from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
-__all__ = ["beat_period", "period_copy"]
+__all__ = ["beat_period", "main", "oracle_lag_copy", "period_copy", "reference_report", "rr_jitter"]
+
+log = logging.getLogger(__name__)
 
 
 def beat_period(signal: NDArray[np.floating], visible: NDArray[np.bool_], lo: int = 60, hi: int = 400,
@@ -107,3 +123,109 @@ def period_copy(target: Tensor, mask: Tensor, shrink: float = 0.5, periods: int 
             fill = shrink * np.where(count > 0, total / np.maximum(count, 1), 0.0)
             out[b, c, ~vis] = fill[~vis]
     return torch.from_numpy(out.reshape(target.shape)).to(target.dtype)
+
+
+def oracle_lag_copy(target: Tensor, lo: int = 60, hi: int = 400, shrink: float = 1.0) -> float:
+    """Pooled ratio (error / zero predictor) of copying each window's second half from one lag earlier.
+
+    The lag (in ``[lo, hi)`` samples) is chosen per window and lead to minimise the error **on the target**, so
+    this is an oracle: a fair predictor cannot do this well by copying.
+
+    Parameters
+    ----------
+    target : Tensor
+        ``(B, C, N, P)`` standardised windows; the second half is the last ``N * P // 2`` samples (at least
+        ``hi`` samples must precede it).
+    lo, hi : int
+        Lags searched.
+    shrink : float
+        Factor applied to the copy.
+
+    Returns
+    -------
+    float
+        Sum of squared errors over the sum of squared targets.
+    """
+    flat = target.detach().cpu().double().flatten(2).reshape(-1, target.shape[2] * target.shape[3]).numpy()
+    n = flat.shape[1]
+    half = n // 2
+    if half < hi:
+        raise ValueError(f"Windows of {n} samples are too short for lags up to {hi}.")
+    err = den = 0.0
+    for s in flat:
+        tgt = s[half:]
+        errors = [float(((s[half - p:n - p] - tgt) ** 2).sum()) for p in range(lo, hi)]
+        lag = lo + int(np.argmin(errors))
+        err += float(((shrink * s[half - lag:n - lag] - tgt) ** 2).sum())
+        den += float((tgt ** 2).sum())
+    return err / den if den else float("nan")
+
+
+def rr_jitter(target: Tensor, min_distance: int = 50) -> NDArray[np.float64]:
+    """Absolute differences of consecutive beat intervals (samples) of every window and lead.
+
+    Beats are the peaks above half the maximum of the lead (flipped when its largest deflection is negative), at
+    least ``min_distance`` samples apart.
+    """
+    from scipy.signal import find_peaks
+
+    flat = target.detach().cpu().double().flatten(2).reshape(-1, target.shape[2] * target.shape[3]).numpy()
+    out: list[NDArray[np.float64]] = []
+    for s in flat:
+        sig = s if s.max() >= -s.min() else -s
+        peaks, _ = find_peaks(sig, height=0.5 * sig.max(), distance=min_distance)
+        intervals = np.diff(peaks).astype(np.float64)
+        if len(intervals) > 1:
+            out.append(np.abs(np.diff(intervals)))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def reference_report(encoder_dir: str | Path, cache: Path | None = None) -> dict[str, Any]:
+    """Period copy (shrink 1, 0.75, 0.5), the oracle lag copy and the beat jitter on an encoder's held-out set."""
+    from rt_physio.nn.masking import masked_mse, standardise, zero_mse
+    from rt_physio.training.datasets.prepare import default_cache_dir
+    from rt_physio.training.encoders import encoder_meta
+    from rt_physio.training.pretrain import PretrainConfig, _windows, heldout_batches
+    from rt_physio.training.pretrain_data import build_corpus
+
+    meta = encoder_meta(encoder_dir)
+    raw = dict(meta["config"])
+    raw["data"], raw["eegmat_subjects"] = tuple(raw["data"]), tuple(raw["eegmat_subjects"])
+    cfg = PretrainConfig(**{k: v for k, v in raw.items() if k in PretrainConfig.__dataclass_fields__})
+    corpus = build_corpus(cfg.modality, cfg.data, eegmat_subjects=cfg.eegmat_subjects,
+                          holdout_fraction=cfg.holdout_fraction, seed=cfg.seed, line_freq=cfg.line_freq,
+                          cache=cache or default_cache_dir() / "prepared")
+    held = _windows(corpus.heldout, cfg.modality, meta["window_s"], meta["window_s"],
+                    meta["preprocessing"]["max_abs_uv"])
+    batches = heldout_batches(held, cfg, float(meta["masking"]["lead_ratio"]))
+    report: dict[str, Any] = {"encoder": str(encoder_dir), "windows": sum(int(x.shape[0]) for x, _ in batches)}
+    zero = sum(float(zero_mse(standardise(x), m)) * float(m.sum()) for x, m in batches)
+    for shrink in (1.0, 0.75, 0.5):
+        err = sum(float(masked_mse(period_copy(standardise(x), m, shrink=shrink), standardise(x), m)) * float(m.sum())
+                  for x, m in batches)
+        report[f"period_copy_x{shrink:g}"] = err / zero
+    targets = torch.cat([standardise(x) for x, _ in batches])
+    report["oracle_lag_copy_x1"] = oracle_lag_copy(targets)
+    report["oracle_lag_copy_x0.5"] = oracle_lag_copy(targets, shrink=0.5)
+    jitter = rr_jitter(targets)
+    report["rr_jitter_samples_p25_p50_p75"] = [float(v) for v in np.percentile(jitter, [25, 50, 75])]
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m rt_physio.training.pretrain_reference")
+    parser.add_argument("--encoder", required=True, type=Path, help="an ECG encoder folder (train pretrain)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    report = reference_report(args.encoder)
+    for key, value in report.items():
+        log.info("%s: %s", key, value)
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

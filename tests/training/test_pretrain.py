@@ -24,6 +24,7 @@ from rt_physio.training.pretrain import (
     pretrain,
 )
 from rt_physio.training.pretrain_data import build_corpus
+from rt_physio.training.pretrain_reference import reference_report
 from rt_physio.training.pretrain_report import collect, masking_breakdown, plot
 from rt_physio.training.probe import probe_af
 
@@ -174,6 +175,11 @@ def test_cli_pretrain_then_probe_against_a_random_encoder(cinc_dir: Path, tmp_pa
     enc = summary["encoders"]["enc"]
     assert enc["goal_ratio"] == 0.5 and enc["goal_met"] == (enc["final"]["ratio"] <= 0.5)
     assert enc["corpus"]["cinc2017_heldout_count"] == 12 and "records" not in summary["probes"][0]
+    # the reference report rebuilds the very held-out windows and masks the run was scored on
+    ref = reference_report(tmp_path / "enc", cache=cache_dir)
+    meta = json.loads((tmp_path / "enc" / "encoder.json").read_text())
+    assert ref["period_copy_x0.5"] == pytest.approx(meta["reference"]["ratio"], rel=1e-6)
+    assert ref["windows"] > 0 and 0.0 < ref["oracle_lag_copy_x0.5"] < ref["oracle_lag_copy_x1"] + 1.0
     parts = masking_breakdown(tmp_path / "enc", windows=16, cache=cache_dir)
     assert set(parts) == {"patches only", "time span only", "training mix"}  # single lead: no whole-lead part
     assert all(v > 0 for v in parts.values())

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rt_physio.nn.masking import dual_mask, masked_mse, standardise, zero_mse
-from rt_physio.training.pretrain_reference import beat_period, period_copy
+from rt_physio.training.pretrain_reference import beat_period, oracle_lag_copy, period_copy, rr_jitter
 
 
 def _beats(n: int, period: int, first: int = 17) -> np.ndarray:
@@ -52,3 +52,18 @@ def test_period_copy_of_a_signal_without_beats_is_no_better_than_zeros() -> None
     mask = dual_mask((4, 1, 10), 0.3, 0.0, generator=torch.Generator().manual_seed(3), span_ratio=0.2)
     ratio = float(masked_mse(period_copy(target, mask), target, mask)) / float(zero_mse(target, mask))
     assert 1.0 < ratio < 1.3  # a copy of unrelated noise adds its variance (x 0.25 with shrink 0.5)
+
+
+def test_oracle_lag_copy_and_beat_jitter() -> None:
+    periodic = standardise(torch.from_numpy(_beats(2000, 150)).float().view(1, 1, 10, 200))
+    assert oracle_lag_copy(periodic) < 1e-9
+    assert oracle_lag_copy(periodic, shrink=0.5) == pytest.approx(0.25, rel=1e-6)
+    assert np.all(rr_jitter(periodic) == 0) and len(rr_jitter(periodic)) == 12  # 14 beats, 13 intervals
+    # beats 3 samples late every other beat: intervals alternate 153, 147
+    s = np.zeros(2000)
+    for i, r in enumerate(range(20, 1990, 150)):
+        s[r + 3 * (i % 2)] = 5.0
+    jitter = rr_jitter(torch.from_numpy(s).float().view(1, 1, 10, 200))
+    assert set(jitter.tolist()) == {6.0}
+    noise = standardise(torch.from_numpy(np.random.default_rng(4).normal(size=(3, 1, 10, 200))).float())
+    assert 1.5 < oracle_lag_copy(noise) < 2.1  # copying unrelated noise doubles the error, the best lag barely helps
