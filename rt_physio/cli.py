@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="treat the first S seconds of each session as the person's rest baseline (no outputs "
                           "meanwhile), then centre the model's features on it; needs a model with a [calibration] "
                           "table, e.g. eegmat-baseline (default: no calibration)")
+    run.add_argument("--smoothing", type=number_arg(maximum=3600.0, exclusive_minimum=False), metavar="S",
+                     help="publish each output as its mean (in logits) over the windows of the last S seconds of "
+                          "the session, 0 for every window on its own (default: the model's outputs.smoothing_s)")
     run.add_argument("--session", metavar="ID", help="session id used in topics (default: default)")
     run.add_argument("--duration", type=number_arg(), metavar="S",
                      help="stop after S seconds (default: Ctrl-C)")
@@ -154,7 +157,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         "backend": args.backend, "precision": args.precision, "max_batch": args.max_batch,
         "max_wait_ms": args.max_wait_ms, "control": args.control, "calibrate_s": args.calibrate,
         "inline": args.inline, "stall_after_s": args.stall_after, "give_up_after_s": args.give_up_after,
-        "status_every_s": args.status_every, "preview": args.preview,
+        "status_every_s": args.status_every, "preview": args.preview, "smoothing_s": args.smoothing,
     }
     overrides = {k: v for k, v in options.items() if v is not None}
     if args.eeg is not None or args.ecg is not None or args.session is not None:

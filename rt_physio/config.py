@@ -193,6 +193,7 @@ class EngineConfig:
     give_up_after_s: float | None = None  # a stream out of 'streaming' this long ends the run (exit 3); None: never
     status_every_s: float = 5.0  # heartbeat: a status message at least this often, besides one per state change
     preview: bool = False  # publish a decimated copy of each filtered stream on <prefix>/<session>/preview
+    smoothing_s: float | None = None  # publish the mean over the last S s of windows; None: the model's own
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -242,6 +243,11 @@ class EngineConfig:
         if not 0.1 <= self.status_every_s <= 3600:
             raise ConfigError(f"The 'status_every' parameter must be in [0.1, 3600] seconds, got "
                               f"{self.status_every_s}.")
+        if self.smoothing_s is not None:
+            try:
+                check_number("smoothing", self.smoothing_s, minimum=0.0, maximum=3600.0, unit="seconds")
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         if self.control is not None and not self.control.startswith("zmq://"):
             raise ConfigError(
                 f"The 'control' parameter must be a zmq://HOST:PORT URL, e.g. zmq://127.0.0.1:5557, got "
@@ -284,8 +290,8 @@ def load_engine_config(path: Path, **overrides: Any) -> EngineConfig:
     Top-level keys mirror the ``rt-physio run`` options and the :class:`EngineConfig` fields, without their
     ``_s`` (seconds) suffix: ``model``, ``device``, ``window``, ``hop``, ``publish``, ``duration``, ``line_freq``,
     ``missing_after``, ``resolve_timeout``, ``insecure``, ``record``, ``threads``, ``backend``, ``precision``,
-    ``max_batch``, ``max_wait_ms``, ``control``, ``calibrate``, ``inline``, …; each ``[[sessions]]`` table has
-    ``id``, ``eeg`` and ``ecg``. Every value is type-checked (:func:`check_fields`).
+    ``max_batch``, ``max_wait_ms``, ``control``, ``calibrate``, ``inline``, ``smoothing``, …; each
+    ``[[sessions]]`` table has ``id``, ``eeg`` and ``ecg``. Every value is type-checked (:func:`check_fields`).
     """
     raw = load_toml(path)
     names = {config_key(f.name): f.name for f in fields(EngineConfig)}

@@ -31,6 +31,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,11 @@ from numpy.typing import NDArray
 from rt_physio.experiments._cli import recorded_command
 from rt_physio.nn.cbramod import CBraMod
 from rt_physio.nn.hybrid import SET_NAMES, HybridModel
+from rt_physio.nn.smoothing import smooth_series
 from rt_physio.training.hybrid import (
     C_GRID,
     SET_MASKS,
+    SFREQ,
     Block,
     Windows,
     cached_features,
@@ -118,11 +121,12 @@ def combine(*blocks: Block) -> Block:
 def run_fold(block: Block, windows: Windows, available: NDArray[np.bool_], is_base: NDArray[np.bool_],
              test: Sequence[str], inner_val: Sequence[str], calibrated: bool,
              folds: Sequence[Sequence[str]], chosen: dict[Any, tuple[float, dict[str, float]]],
-             c_grid: Sequence[float] = C_GRID) -> dict[str, Any]:
+             c_grid: Sequence[float] = C_GRID, smoothing: Sequence[Smoothing] = ()) -> dict[str, dict[str, Any]]:
     """Select C by inner CV over ``folds`` (less ``test``), Platt maps on ``inner_val``; refit, score ``test``.
 
     ``chosen`` caches the C selection per block, test fold and calibration (it does not depend on the seed's
-    inner validation fold).
+    inner validation fold). Returns the scores per variant: ``""`` (each window's own output) and one per
+    ``smoothing`` entry (the same outputs smoothed over time, :func:`smoothed_logits`).
     """
     x: NDArray[np.floating] = block[0]
     present, fm = block[1], block[2]
@@ -142,25 +146,68 @@ def run_fold(block: Block, windows: Windows, available: NDArray[np.bool_], is_ba
                                inner_folds, c_grid)
     best, scores = chosen[key]
     final = fit_head_with_platt(x, present, y, fm, best, tr | (in_val & usable), [(tr, va)])
-    out: dict[str, Any] = {"C": best, "inner_cv_auroc_per_C": scores}
+    variants = [("", None)] + [(sm.suffix, sm) for sm in smoothing]
+    out: dict[str, dict[str, Any]] = {v: {"C": best, "inner_cv_auroc_per_C": scores} for v, _ in variants}
     scored_rows = in_test & ~is_base
     for name in SET_NAMES:
         mask = np.array(SET_MASKS[name])
         rows = scored_rows & (available & mask).any(axis=1)
         flags = set_flags(present[rows], name)
-        if not flags.any():  # no features for this set (a deep arm without that encoder): untested, not chance
-            out[name] = {"balanced_accuracy": float("nan"), "auroc": float("nan"), "n_windows": 0}
-            continue
-        logits = np.where(flags.any(axis=1), head_logits(final, x[rows], flags, fm), 0.0)
-        m = binary_metrics(y[rows], 1.0 / (1.0 + np.exp(-logits)))
-        out[name] = {"balanced_accuracy": float(m["balanced_accuracy"]), "auroc": float(m["auroc"]),
-                     "n_windows": int(rows.sum())}
+        for v, sm in variants:
+            if not flags.any():  # no features for this set (a deep arm without that encoder): untested, not chance
+                out[v][name] = {"balanced_accuracy": float("nan"), "auroc": float("nan"), "n_windows": 0}
+                continue
+            logits = np.where(flags.any(axis=1), head_logits(final, x[rows], flags, fm), 0.0)
+            if sm is not None:
+                logits = smoothed_logits(logits, windows, rows, sm)
+            m = binary_metrics(y[rows], 1.0 / (1.0 + np.exp(-logits)))
+            out[v][name] = {"balanced_accuracy": float(m["balanced_accuracy"]), "auroc": float(m["auroc"]),
+                            "n_windows": int(rows.sum())}
     return out
 
 
+@dataclass(frozen=True)
+class Smoothing:
+    """Score outputs smoothed over ``seconds`` (:mod:`rt_physio.nn.smoothing`).
+
+    ``continuous=False``: per recording, as ``rt-physio evaluate`` does. ``continuous=True``: each person's rest
+    recording and then their task recording as one session, so the mean carries rest outputs into the first
+    ``seconds`` of the task (the lag a live session pays when the state changes).
+    """
+
+    seconds: float
+    continuous: bool = False
+
+    @property
+    def suffix(self) -> str:
+        """The arm-name suffix of this variant, e.g. ``+s30`` or ``+s30c``."""
+        return f"+s{self.seconds:g}{'c' if self.continuous else ''}"
+
+
+def smoothed_logits(logits: NDArray[np.floating], windows: Windows, rows: NDArray[np.bool_],
+                    sm: Smoothing) -> NDArray[np.float64]:
+    """Smooth the logits of ``rows`` over time, per recording or per person (rest, then task)."""
+    ds = windows.dataset
+    t_end = ds.starts[rows] + ds.window / SFREQ
+    if sm.continuous:  # the task recording follows the rest recording
+        rest_end = {s: t_end[(windows.subjects[rows] == s) & (windows.labels[rows] == 0)].max(initial=0.0)
+                    for s in set(windows.subjects[rows].tolist())}
+        offset = np.array([rest_end[s] if lab == 1 else 0.0
+                           for s, lab in zip(windows.subjects[rows], windows.labels[rows], strict=True)])
+        groups = windows.subjects[rows]
+        t_end = t_end + offset
+    else:
+        groups = ds.names[rows]
+    return smooth_series(t_end, logits, groups, sm.seconds, "identity")
+
+
 def cross_validate(windows: Windows, blocks: dict[str, list[Block | list[Block]]], *, calibrate: float = 60.0,
-                   fold_size: int = 4, c_grid: Sequence[float] = C_GRID) -> dict[str, Any]:
-    """Run every arm (per seed: one block, or one per fold) over the subject folds; returns the JSON report."""
+                   fold_size: int = 4, c_grid: Sequence[float] = C_GRID,
+                   smoothing: Sequence[Smoothing] = ()) -> dict[str, Any]:
+    """Run every arm (per seed: one block, or one per fold) over the subject folds; returns the JSON report.
+
+    Each ``smoothing`` adds, per arm, a variant ``<arm><suffix>`` scored on the same heads' smoothed outputs.
+    """
     subjects = sorted(set(windows.subjects.tolist()))
     folds = [subjects[i:i + fold_size] for i in range(0, len(subjects), fold_size)]
     available = windows.dataset.present.copy()
@@ -168,21 +215,26 @@ def cross_validate(windows: Windows, blocks: dict[str, list[Block | list[Block]]
     report: dict[str, Any] = {"folds": folds, "calibrate_s": calibrate, "arms": {}}
     for arm, per_seed in blocks.items():
         for calibrated in (False, True):
-            key = f"{arm}/{'cal' if calibrated else 'uncal'}"
+            cal = "cal" if calibrated else "uncal"
             t0 = time.monotonic()
-            runs = []
+            runs: dict[str, list[dict[str, Any]]] = {}
             chosen: dict[Any, tuple[float, dict[str, float]]] = {}
             for seed, block in enumerate(per_seed):
                 for k, test in enumerate(folds):
                     inner = folds[(k + 1 + seed) % len(folds)]
                     fold_block = block[k] if isinstance(block, list) else block  # per-fold encoders
                     res = run_fold(fold_block, windows, available, is_base, test, inner, calibrated, folds, chosen,
-                                   c_grid)
-                    runs.append({"fold": k, "seed": seed, "test": list(test), "inner_val": list(inner)} | res)
-            report["arms"][key] = {"runs": runs, "summary": summarise(runs, len(folds))}
-            s = report["arms"][key]["summary"]["eeg,ecg"]
-            log.info("%s: EEG+ECG bal.acc %.3f±%.3f AUROC %.3f±%.3f (%.0f s)", key, s["balanced_accuracy"]["mean"],
-                     s["balanced_accuracy"]["sd"], s["auroc"]["mean"], s["auroc"]["sd"], time.monotonic() - t0)
+                                   c_grid, smoothing)
+                    for variant, scores in res.items():
+                        runs.setdefault(variant, []).append(
+                            {"fold": k, "seed": seed, "test": list(test), "inner_val": list(inner)} | scores)
+            for variant, variant_runs in runs.items():
+                key = f"{arm}{variant}/{cal}"
+                report["arms"][key] = {"runs": variant_runs, "summary": summarise(variant_runs, len(folds))}
+                s = report["arms"][key]["summary"]["eeg,ecg"]
+                log.info("%s: EEG+ECG bal.acc %.3f±%.3f AUROC %.3f±%.3f (%.0f s)", key,
+                         s["balanced_accuracy"]["mean"], s["balanced_accuracy"]["sd"], s["auroc"]["mean"],
+                         s["auroc"]["sd"], time.monotonic() - t0)
     report["paired_auroc_vs_classical"] = paired(report["arms"], len(folds))
     return report
 
@@ -207,12 +259,13 @@ def summarise(runs: list[dict[str, Any]], n_folds: int) -> dict[str, Any]:
 
 
 def paired(arms: dict[str, Any], n_folds: int) -> dict[str, Any]:
-    """Per-fold AUROC differences of every arm against ``classical`` with the same calibration."""
+    """Per-fold AUROC differences of every arm against ``classical`` with the same calibration and smoothing."""
     out: dict[str, Any] = {}
     for key, arm in arms.items():
         name, cal = key.split("/")
-        ref = arms.get(f"classical/{cal}")
-        if ref is None or name == "classical":
+        suffix = name[name.index("+"):] if "+" in name else ""
+        ref = arms.get(f"classical{suffix}/{cal}")
+        if ref is None or name == f"classical{suffix}":
             continue
         out[key] = {}
         for s in SET_NAMES:
@@ -254,9 +307,17 @@ def markdown_table(report: dict[str, Any]) -> str:
                          f"{m['auroc']['mean']:.3f}±{m['auroc']['sd']:.3f}")
         d = report.get("paired_auroc_vs_classical", {}).get(key, {}).get("eeg,ecg")
         diff = "—" if d is None else f"{d['mean']:+.3f}±{d['sd']:.3f} ({d['folds_above']}/{d['n_folds']})"
-        label = ARM_LABELS.get(name, name)
+        base, _, suffix = name.partition("+")
+        label = ARM_LABELS.get(base, base) + (f", {_smoothing_label(suffix)}" if suffix else "")
         rows.append(f"| {label} | {'60 s rest' if cal == 'cal' else 'none'} | {' | '.join(cells)} | {diff} |")
     return head + "\n".join(rows) + "\n"
+
+
+def _smoothing_label(suffix: str) -> str:
+    """``s30`` → "outputs smoothed over 30 s"; ``s30c`` adds "(rest → task as one session)"."""
+    continuous = suffix.endswith("c")
+    seconds = suffix[1:-1] if continuous else suffix[1:]
+    return f"outputs smoothed over {seconds} s" + (" (rest → task as one session)" if continuous else "")
 
 
 def _pretrained_per_fold(windows: Windows, args: argparse.Namespace) -> list[tuple[Block, dict[str, Path]]]:
@@ -290,6 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="EEG encoder pre-trained without the subjects of folds K..L (repeatable)")
     ap.add_argument("--ecg-encoder", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--smooth-s", type=float, action="append", default=None, metavar="S",
+                    help="also score every arm with outputs smoothed over S s, per recording (+sS) and over each "
+                         "person's rest-then-task sequence (+sSc); repeatable")
     ap.add_argument("--table", action="store_true", help="print the markdown table of an existing --json and exit")
     args = ap.parse_args(argv)
     if args.table:
@@ -325,7 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             blocks[arm] = [arm_blocks] * args.seeds
         else:
             ap.error(f"unknown arm {arm!r}")
-    report = cross_validate(windows, blocks, calibrate=args.calibrate)
+    smoothing = [Smoothing(sec, cont) for sec in args.smooth_s or [] for cont in (False, True)]
+    report = cross_validate(windows, blocks, calibrate=args.calibrate, smoothing=smoothing)
     report |= {"command": recorded_command("rt_physio.experiments.hybrid_cv", argv),
                "wall_time_s": round(time.monotonic() - t0, 1), "seeds": args.seeds, "C_grid": list(C_GRID)}
     write_report(args.json, report, indent=1)

@@ -44,6 +44,7 @@ folder name is the model name.
     [outputs]
     names = ["arousal", "valence", "dominance"]
     activation = "sigmoid"             # sigmoid (one probability per output) | softmax (over outputs) | identity
+    smoothing_s = 0.0                  # optional: publish the mean over the last S s (rt_physio.nn.smoothing)
 
     [provenance]                       # free-form, plus the two keys below (written by save_model)
     seed = 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rt_physio.checks import positive_entry
+from rt_physio.checks import check_number, positive_entry
 from rt_physio.config import load_toml
 from rt_physio.errors import ConfigError, ModelError
 from rt_physio.nn.cbramod import PATCH_SIZE
@@ -129,6 +129,9 @@ class ModelSpec:
         The ``[provenance]`` table (seed, data, command, ``weights_dtype``, ``weights_sha256``, ...).
     calibration : CalibrationSpec | None
         The ``[calibration]`` table, or None for a model without a calibrated head.
+    smoothing_s : float
+        ``outputs.smoothing_s``: each published output is the mean (in logits) over the windows of the last this
+        many seconds of the session (:mod:`rt_physio.nn.smoothing`); 0 (the default): every window on its own.
     """
 
     name: str
@@ -147,6 +150,7 @@ class ModelSpec:
     activation: str
     provenance: dict[str, Any] = field(hash=False)
     calibration: CalibrationSpec | None = None
+    smoothing_s: float = 0.0
 
     @property
     def weights_sha256(self) -> str:
@@ -220,6 +224,9 @@ def parse_model_spec(data: Mapping[str, Any], folder: Path) -> ModelSpec:
     activation = _get(outputs, "activation", str, where="outputs.activation")
     if activation not in ACTIVATIONS:
         raise ValueError(f"outputs.activation must be one of {list(ACTIVATIONS)}, got {activation!r}.")
+    smoothing_s = check_number("outputs.smoothing_s", _get(outputs, "smoothing_s", float, default=0.0,
+                                                            where="outputs.smoothing_s"), minimum=0.0, maximum=3600.0,
+                               unit="seconds")
     parsed_arch = model_type(arch).parse(arch, len(names))
     modalities, n_eeg_channels = parsed_arch.modalities, parsed_arch.n_eeg_channels
 
@@ -273,6 +280,7 @@ def parse_model_spec(data: Mapping[str, Any], folder: Path) -> ModelSpec:
         activation=activation,
         provenance=copy.deepcopy(dict(provenance)),
         calibration=calibration,
+        smoothing_s=smoothing_s,
     )
 
 

@@ -44,6 +44,7 @@ class Prediction:
     latency_ms: dict[str, float] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
     nonfinite: bool = False  # the model's output was not finite: no outputs, a warning
+    smoothing: dict[str, Any] | None = None  # outputs are a running mean: {seconds, windows, window_outputs}
 
     def to_message(self) -> dict[str, Any]:
         """Return the message as plain JSON-compatible types."""
@@ -65,6 +66,11 @@ class Prediction:
             msg["calibrating"] = state == "calibrating"
             msg["calibrated"] = state == "calibrated"
             msg["calibration"] = {k: v for k, v in self.calibration.items() if k != "state"}
+        if self.smoothing is not None:
+            msg["smoothing"] = {
+                "seconds": self.smoothing["seconds"], "windows": self.smoothing["windows"],
+                "window_outputs": {k: round(float(v), 6) for k, v in self.smoothing["window_outputs"].items()},
+            }
         warnings = []
         if self.nonfinite:
             msg["nonfinite_output"] = True

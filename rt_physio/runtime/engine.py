@@ -22,6 +22,7 @@ from rt_physio.errors import ConfigError, SourceLostError
 from rt_physio.io.channels import label_key
 from rt_physio.nn.preprocessing import build_processor
 from rt_physio.nn.registry import LoadedModel, load_model
+from rt_physio.nn.smoothing import OutputSmoother
 from rt_physio.nn.spec import ModelSpec
 from rt_physio.publish.base import Publisher
 from rt_physio.publish.control import ControlServer
@@ -148,6 +149,12 @@ class Engine:
             raise
         self.predictions = 0
         self.first_prediction_at = float("nan")
+        #: outputs.smoothing_s (or --smoothing): one running mean per session (rt_physio.nn.smoothing)
+        self.smoothing_s = (config.smoothing_s if config.smoothing_s is not None
+                            else self.model.spec.smoothing_s)
+        self._smoothers = ({sid: OutputSmoother(self.smoothing_s, self.model.spec.activation) for sid in self.sessions}
+                           if self.smoothing_s > 0 else {})
+        self._smoothed_head: dict[str, object] = {}  # per session: the calibration state its running mean is of
         #: liveness per modality → rt_physio.status/1 messages (the watchdog ticks it; see runtime/status.py)
         self.status = StatusReporter(self.sessions, self._publish_status, model_name=self.model.spec.name,
                                      every=config.status_every_s, give_up_after=config.give_up_after_s,
@@ -210,11 +217,12 @@ class Engine:
     def _on_result(self, window: Window, result: InferenceResult) -> None:
         spec = self.model.spec
         quality: dict[str, float] = {m: q for m, q in window.wait_quality().items()}
+        outputs, smoothing = self._smooth(window, result)
         prediction = Prediction(
             session=window.session, seq=window.seq, t_start=window.t_start, t_end=window.t_end,
-            t_wall=time.time(), outputs=result.probabilities, model_name=spec.name, model_sha256=self.model.sha256,
+            t_wall=time.time(), outputs=outputs, model_name=spec.name, model_sha256=self.model.sha256,
             trained=spec.trained, modalities=list(window.modalities), quality=quality,
-            calibration=result.calibration, nonfinite=result.nonfinite,
+            calibration=result.calibration, nonfinite=result.nonfinite, smoothing=smoothing,
         )
         window.trace.serialised = local_clock()
         prediction.latency_ms = window.trace.to_ms()
@@ -234,6 +242,27 @@ class Engine:
             self.first_prediction_at = local_clock()
         if self._on_prediction is not None:
             self._on_prediction(prediction)
+
+    def _smooth(self, window: Window, result: InferenceResult) -> tuple[dict[str, float], dict[str, Any] | None]:
+        """Return the outputs to publish: the window's own, or their running mean over ``smoothing_s`` seconds.
+
+        The mean restarts when the session's calibration state changes (the calibrated head's outputs are not
+        mixed with the uncalibrated ones) and skips windows without outputs (calibrating, not finite).
+        """
+        smoother = self._smoothers.get(window.session)
+        if smoother is None:
+            return result.probabilities, None
+        head = None if result.calibration is None else result.calibration.get("state")
+        if head != self._smoothed_head.get(window.session, head):  # calibrating → calibrated, or a recalibration
+            smoother.reset()
+        self._smoothed_head[window.session] = head
+        if not result.probabilities:
+            return result.probabilities, None
+        names = list(result.probabilities)
+        mean = smoother.update(window.t_end, [result.probabilities[n] for n in names])
+        smoothed = {n: float(v) for n, v in zip(names, mean, strict=True)}
+        return smoothed, {"seconds": smoother.seconds, "windows": len(smoother),
+                          "window_outputs": dict(result.probabilities)}
 
     def _publish_status(self, session_id: str, message: dict[str, Any]) -> None:
         for publisher in self.publishers:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any, TextIO
 
+from rt_physio.checks import number_arg
 from rt_physio.errors import ConfigError
 from rt_physio.training.reports import command_line, write_report
 
@@ -226,6 +227,10 @@ def register(sub: Any) -> None:
     ev.add_argument("--skip-baseline", type=float, default=None, metavar="S",
                     help="score without calibration but on the same windows as --calibrate S (the first S s of "
                          "each rest recording left out)")
+    ev.add_argument("--smoothing", type=number_arg(maximum=3600.0, exclusive_minimum=False), default=None,
+                    metavar="S", help="score each window's running mean over its recording's last S s, as rt-physio "
+                                      "run publishes it; 0: every window on its own (default: the model's "
+                                      "outputs.smoothing_s)")
     ev.add_argument("--include-training-subjects", action="store_true",
                     help="also score subjects the model's provenance lists as training or selection subjects "
                          "(refused by default; the report then says they are not held out)")
@@ -362,7 +367,7 @@ def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
         threshold=args.threshold, label_threshold=args.label_threshold, line_freq=args.line_freq,
         batch_size=args.batch_size, threads=args.threads, device=args.device, cache=args.cache,
         calibrate=args.calibrate, skip_baseline=args.skip_baseline,
-        include_training_subjects=args.include_training_subjects,
+        include_training_subjects=args.include_training_subjects, smoothing=args.smoothing,
     )
     write_report(args.json, report)
     for key, res in report.items():

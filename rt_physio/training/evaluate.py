@@ -18,6 +18,11 @@ never scored, every other window's features are centred on the baseline and read
 report then says ``calibration: {"seconds", "baseline_windows"}``; compare it with an uncalibrated run on the
 same windows through ``skip_baseline=S``.
 
+A model whose ``outputs.smoothing_s`` is S > 0 publishes running means live (:mod:`rt_physio.nn.smoothing`); it is
+scored the same way: each window's probability is the mean (in logits) over the scored windows of its recording
+that ended in the last S seconds. ``smoothing=0`` scores every window on its own; the report says which
+(``smoothing_s``).
+
 Evaluation discipline: a model folder may list, in ``[provenance]``, the subjects it was trained on
 (``training_subjects``) and those that selected anything about it (``selection_subjects``: epochs, C, thresholds,
 calibration maps). :func:`evaluate` refuses to score them (a :class:`~rt_physio.errors.ConfigError` names them)
@@ -43,6 +48,7 @@ from rt_physio.io import Recording, Signal, label_key
 from rt_physio.nn.calibration import Calibratable, is_calibratable
 from rt_physio.nn.fusion import MODALITIES, FusionModel
 from rt_physio.nn.registry import LoadedModel, load_model
+from rt_physio.nn.smoothing import smooth_series
 from rt_physio.training.calibration import baseline_mask, center_by_subject
 from rt_physio.training.common import predict_proba, set_threads
 from rt_physio.training.datasets.prepare import default_cache_dir, prepare
@@ -133,7 +139,7 @@ def evaluate(model: str | Path, data: str | Path, *, modality_sets: Sequence[Seq
              label_threshold: float = 3.0, line_freq: float | None = None, batch_size: int = 64,
              threads: int | None = None, device: str = "cpu", cache: Path | None = None,
              calibrate: float | None = None, skip_baseline: float | None = None,
-             include_training_subjects: bool = False) -> dict[str, Any]:
+             include_training_subjects: bool = False, smoothing: float | None = None) -> dict[str, Any]:
     """Load ``model`` and score it on every subject of ``data`` (see the module docstring for the report).
 
     Raises
@@ -171,7 +177,7 @@ def evaluate(model: str | Path, data: str | Path, *, modality_sets: Sequence[Seq
     report = evaluate_loaded(loaded, recordings, sets, line_freq=line_freq or data_line_freq, threshold=threshold,
                              batch_size=batch_size, device=device,
                              cache=cache if cache is not None else default_cache_dir() / "prepared",
-                             calibrate=calibrate, skip_baseline=skip_baseline)
+                             calibrate=calibrate, skip_baseline=skip_baseline, smoothing=smoothing)
     if scored:
         warning = (f"NOT a held-out estimate: {len(scored)} scored subjects were used to train or select model "
                    f"{loaded.spec.name!r}: {', '.join(scored)}")
@@ -190,7 +196,7 @@ def _default_sets(mods: Sequence[str]) -> list[tuple[str, ...]]:
 def evaluate_loaded(loaded: LoadedModel, recordings: Sequence[Recording], sets: Sequence[Sequence[str]], *,
                     line_freq: float, threshold: float = 0.5, batch_size: int = 64, device: str = "cpu",
                     cache: Path | None = None, calibrate: float | None = None,
-                    skip_baseline: float | None = None) -> dict[str, Any]:
+                    skip_baseline: float | None = None, smoothing: float | None = None) -> dict[str, Any]:
     """Score an already loaded model on recordings (see :func:`evaluate`)."""
     spec = loaded.spec
     if calibrate is not None and not is_calibratable(loaded.module):
@@ -224,13 +230,18 @@ def evaluate_loaded(loaded: LoadedModel, recordings: Sequence[Recording], sets: 
         else:
             probs, scored = _split_probs(loaded, windows, split, s, is_base, calibrate is not None)
         scored = scored & ~is_base
+        smooth_s = spec.smoothing_s if smoothing is None else smoothing
+        if smooth_s > 0:  # as live: the running mean of each recording's scored windows, in time order
+            t_end = windows.starts[scored] + spec.window_s
+            probs = probs.copy()
+            probs[scored] = smooth_series(t_end, probs[scored], windows.names[scored], smooth_s, spec.activation)
         entry = _score(windows, probs, scored, outputs, col, threshold)
         entry["per_subject"] = {
             subj: _score(windows, probs, scored & (windows.subjects == subj), outputs, col, threshold)
             for subj in subjects
         }
         entry |= {"modalities": list(s), "subjects": subjects, "model": spec.name,
-                  "weights_sha256": loaded.sha256, "threshold": threshold}
+                  "weights_sha256": loaded.sha256, "threshold": threshold, "smoothing_s": smooth_s}
         if skip is not None:
             entry["calibration"] = {"seconds": skip, "calibrated": calibrate is not None,
                                     "baseline_windows": int(is_base.sum())}

@@ -59,8 +59,13 @@ def _fit_with_oof_platt(x: np.ndarray, present: np.ndarray, y: np.ndarray, fm: n
 
 
 def ship_classical_arm(data: Path, out: Path, cv: dict[str, Any], *, subjects: Sequence[int], calibrate: float,
-                       cache: Path, command: str, cv_json: str) -> dict[str, Any]:
-    """Train the ``classical`` arm on ``subjects`` and save it to ``out``; returns the card's provenance."""
+                       cache: Path, command: str, cv_json: str, smoothing_s: float = 0.0,
+                       smoothing_cv: tuple[dict[str, Any], str] | None = None) -> dict[str, Any]:
+    """Train the ``classical`` arm on ``subjects`` and save it to ``out``; returns the card's provenance.
+
+    ``smoothing_s`` > 0 becomes ``outputs.smoothing_s``; its CV figures (the ``classical+s<S>`` arms) are read from
+    ``smoothing_cv`` (a :mod:`rt_physio.experiments.hybrid_cv` report and its path).
+    """
     t0 = time.monotonic()
     windows = load_windows(data, subjects, cache=cache / "prepared")
     x, present, fm = classical_block(windows, cache)
@@ -83,6 +88,8 @@ def ship_classical_arm(data: Path, out: Path, cv: dict[str, Any], *, subjects: S
             "platt_a_b": {n: [round(float(v), 4) for v in p.platt[k]] for k, n in enumerate(SET_NAMES)}}
     names = sorted(set(subj.tolist()))
     fields = _card(cv, names, params, calibrate, command, cv_json, time.monotonic() - t0, len(y))
+    if smoothing_s > 0:
+        _add_smoothing(fields, smoothing_s, smoothing_cv)
     save_model(out, model, fields, dtype=torch.float32)
     return fields
 
@@ -91,6 +98,29 @@ def _figures(cv: dict[str, Any], key: str) -> dict[str, Any]:
     s = cv["arms"][key]["summary"]
     return {name: {m: f"{s[name][m]['mean']:.3f} ± {s[name][m]['sd']:.3f}" for m in ("balanced_accuracy", "auroc")}
             for name in SET_NAMES}
+
+
+def _add_smoothing(fields: dict[str, Any], seconds: float, smoothing_cv: tuple[dict[str, Any], str] | None) -> None:
+    if smoothing_cv is None:
+        raise ValueError("--smoothing needs --smoothing-json: the CV report with the smoothed arms")
+    cv, path = smoothing_cv
+    key = f"classical+s{seconds:g}"
+    if f"{key}/uncal" not in cv["arms"]:
+        raise ValueError(f"{path} has no arm {key!r}: run hybrid_cv with --smooth-s {seconds:g}")
+    fields["outputs"]["smoothing_s"] = float(seconds)
+    fields["description"] += (
+        f" Outputs are published as their mean (in logits) over the last {seconds:g} s of windows of a session"
+        " (outputs.smoothing_s; rt-physio run --smoothing 0 turns it off); that costs up to that much lag after a"
+        " change of state.")
+    prov = fields["provenance"]
+    prov["selection_note"] += (f"; smoothing span {seconds:g} s chosen on the same CV: the longest of those tried "
+                               "whose continuous-session AUROC was not below the per-window one on any modality set")
+    prov["cv_figures_smoothed"] = {
+        "uncalibrated": _figures(cv, f"{key}/uncal"), "calibrated": _figures(cv, f"{key}/cal"),
+        "uncalibrated_continuous": _figures(cv, f"{key}c/uncal"), "calibrated_continuous": _figures(cv, f"{key}c/cal"),
+        "source": path, "protocol": f"as cv_figures, outputs smoothed over {seconds:g} s per recording; *_continuous: "
+                                    "each person's rest then task recording as one session (the lag after the change "
+                                    "is scored)"}
 
 
 def _card(cv: dict[str, Any], subjects: list[str], params: dict[str, Any], calibrate: float, command: str,
@@ -148,14 +178,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--subjects", default="0-31")
     ap.add_argument("--calibrate", type=float, default=60.0)
     ap.add_argument("--cache", type=Path, default=Path("runs/hybrid-cache"))
+    ap.add_argument("--smoothing", type=float, default=0.0, metavar="S",
+                    help="outputs.smoothing_s of the model (default 0: every window on its own)")
+    ap.add_argument("--smoothing-json", type=Path, default=None,
+                    help="hybrid_cv report with the classical+sS arms (needed with --smoothing)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     lo, hi = (int(v) for v in args.subjects.split("-"))
     cv = json.loads(args.cv_json.read_text())
     command = "python -m rt_physio.training.hybrid_ship " + " ".join(
-        ["--data", str(args.data), "--out", str(args.out), "--cv-json", str(args.cv_json), "--arm", args.arm])
+        ["--data", str(args.data), "--out", str(args.out), "--cv-json", str(args.cv_json), "--arm", args.arm]
+        + (["--smoothing", f"{args.smoothing:g}", "--smoothing-json", str(args.smoothing_json)]
+           if args.smoothing else []))
+    smoothing_cv = ((json.loads(args.smoothing_json.read_text()), str(args.smoothing_json))
+                    if args.smoothing_json is not None else None)
     fields = ship_classical_arm(args.data, args.out, cv, subjects=range(lo, hi + 1), calibrate=args.calibrate,
-                                cache=args.cache, command=command, cv_json=str(args.cv_json))
+                                cache=args.cache, command=command, cv_json=str(args.cv_json),
+                                smoothing_s=args.smoothing, smoothing_cv=smoothing_cv)
     log.info("wrote %s: %s", args.out, json.dumps(fields["provenance"]["head"]))
     return 0
 

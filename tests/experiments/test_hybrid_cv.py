@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from rt_physio.experiments.hybrid_cv import cross_validate
+from rt_physio.experiments.hybrid_cv import Smoothing, cross_validate
 from rt_physio.training.hybrid import C_GRID, Windows, select_c
 
 
@@ -25,8 +25,9 @@ def _fake(n_subjects: int = 32, per: int = 24, seed: int = 0) -> tuple[Windows, 
             x.append([offset + task + rng.normal(scale=0.3), 0.5 * task + rng.normal(scale=1.0)])
     n = len(labels)
     present = np.ones((n, 2), dtype=bool)
+    names = np.array([f"{s}_{c}" for s, c in zip(subjects, conditions, strict=True)], dtype=object)
     ds = SimpleNamespace(present=present, starts=np.array(starts), conditions=np.array(conditions, dtype=object),
-                         n_patches=5)
+                         n_patches=5, names=names, window=1000)
     windows = Windows(ds, np.array(labels), np.array(subjects, dtype=object))  # type: ignore[arg-type]
     block = (np.array(x, dtype=np.float32), present.copy(), np.array([0, 1]))
     return windows, block
@@ -62,3 +63,19 @@ def test_select_c_never_reads_the_held_out_fold() -> None:
     scrambled[held] = np.random.default_rng(1).normal(size=scrambled[held].shape) * 100.0
     assert select_c(scrambled, present, y, fm, subj, rows & ~held, rows & ~held, folds) == (c, scores)
     assert c in C_GRID and set(scores) == {str(v) for v in C_GRID}
+
+
+def test_smoothed_variants_average_each_recording_and_the_continuous_one_pays_the_lag() -> None:
+    windows, block = _fake()
+    weak = (block[0][:, 1:].copy(), block[1], block[2][1:])  # 0.5 * label + noise of SD 1: a noisy reading
+    report = cross_validate(windows, {"weak": [weak]}, calibrate=30.0, c_grid=(1.0,),
+                            smoothing=[Smoothing(30.0), Smoothing(30.0, continuous=True)])
+    auroc = {k: a["summary"]["ecg"]["auroc"]["mean"] for k, a in report["arms"].items()}
+    assert set(auroc) == {f"weak{v}/{c}" for v in ("", "+s30", "+s30c") for c in ("uncal", "cal")}
+    for cal in ("uncal", "cal"):
+        # six 5-s windows per mean: the noise shrinks; rest outputs carried into the task's first 30 s cost some
+        assert auroc[f"weak+s30/{cal}"] > auroc[f"weak/{cal}"] + 0.05
+        assert auroc[f"weak+s30c/{cal}"] < auroc[f"weak+s30/{cal}"]
+        runs = report["arms"][f"weak+s30/{cal}"]["runs"]
+        assert [r["ecg"]["n_windows"] for r in runs] == [r["ecg"]["n_windows"] for r in
+                                                          report["arms"][f"weak/{cal}"]["runs"]]

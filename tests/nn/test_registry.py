@@ -242,6 +242,8 @@ def _set(path: str, value: Any) -> Any:
         (_set("outputs.names", []), "outputs.names must be a non-empty list"),
         (_set("outputs.names", ["a", "a"]), "outputs.names must be a non-empty list of distinct"),
         (_set("outputs.activation", "tanh"), "outputs.activation must be one of"),
+        (_set("outputs.smoothing_s", -5.0), "The 'outputs.smoothing_s' parameter must be"),
+        (_set("outputs.smoothing_s", "30"), "outputs.smoothing_s must be a number"),
         (_set("preprocessing.eeg.bandpass", [40.0, 1.0]), "preprocessing.eeg.bandpass must be"),
         (_set("preprocessing.eeg.bandpas", [1.0, 40.0]), "preprocessing.eeg has unknown keys ['bandpas']"),
         (_del("preprocessing.ecg"), "preprocessing.ecg is missing"),

@@ -12,7 +12,8 @@ from rt_physio.nn import FusionModel, LoadedModel, load_model, save_model
 from tests.conftest import REPO_ROOT
 
 
-def make_tiny_model(folder: Path, n_layer: int = 2, seed: int = 0, calibrated: bool = False) -> LoadedModel:
+def make_tiny_model(folder: Path, n_layer: int = 2, seed: int = 0, calibrated: bool = False,
+                    smoothing_s: float = 0.0) -> LoadedModel:
     spec = tomllib.loads((REPO_ROOT / "models" / "untrained-demo" / "model.toml").read_text())
     spec["name"] = folder.name
     spec["description"] = "tiny random model for runtime tests"
@@ -21,6 +22,8 @@ def make_tiny_model(folder: Path, n_layer: int = 2, seed: int = 0, calibrated: b
     if calibrated:
         spec["architecture"]["calibrated_head"] = {"hidden": 16}
         spec["calibration"] = {"seconds": 60.0, "level": "embeddings", "expects": False}
+    if smoothing_s:
+        spec["outputs"]["smoothing_s"] = smoothing_s
     torch.manual_seed(seed)
     module = FusionModel.from_config(spec["architecture"])
     if calibrated:  # a fallback that is not zero, so tests can tell it from "no centring"

@@ -59,3 +59,25 @@ def test_include_training_subjects_scores_them_and_warns(guarded, tmp_path: Path
     for entry in report.values():
         assert entry["training_subjects_scored"] == ["Subject00"]
         assert "Subject00" in entry["warning"]
+
+
+def test_a_smoothing_model_is_scored_on_its_running_means_and_says_so(tmp_path: Path, eegmat_dir: Path) -> None:
+    """``outputs.smoothing_s`` changes what is scored exactly as it changes what ``run`` publishes."""
+    model = tmp_path / "smoothing"
+    shutil.copytree(REPO_ROOT / "models" / "eegmat-fusion", model)
+    spec = tomllib.loads((model / "model.toml").read_text())
+    spec["name"] = "smoothing"
+    spec["outputs"]["smoothing_s"] = 30.0
+    spec["provenance"]["training_subjects"] = spec["provenance"]["selection_subjects"] = []
+    (model / "model.toml").write_text(_toml.dumps(spec, header="test copy"))
+    data = eegmat_subset(eegmat_dir, tmp_path / "data", [3, 4])
+    own = evaluate(model, data, cache=tmp_path / "cache")
+    off = evaluate(model, data, cache=tmp_path / "cache", smoothing=0.0)
+    assert own["eeg,ecg"]["smoothing_s"] == 30.0 and off["eeg,ecg"]["smoothing_s"] == 0.0
+    assert own["eeg,ecg"]["n_windows"] == off["eeg,ecg"]["n_windows"]
+    assert own["eeg,ecg"]["auroc"] != off["eeg,ecg"]["auroc"]
+    # the unchanged shipped model (smoothing_s absent) is scored window by window
+    shipped = evaluate(REPO_ROOT / "models" / "eegmat-fusion", data, cache=tmp_path / "cache",
+                       include_training_subjects=True)
+    assert shipped["eeg,ecg"]["smoothing_s"] == 0.0
+    assert shipped["eeg,ecg"]["auroc"] == off["eeg,ecg"]["auroc"]
