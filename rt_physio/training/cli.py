@@ -74,6 +74,8 @@ def register(sub: Any) -> None:
     pre.add_argument("--batch-size", type=int, default=32)
     pre.add_argument("--lr", type=float, default=5e-4)
     pre.add_argument("--weight-decay", type=float, default=0.05)
+    pre.add_argument("--output-init", choices=["zero", "kaiming"], default="zero",
+                     help="initial output projection: zero (starts at the zero predictor) or CBraMod's Kaiming")
     pre.add_argument("--window", type=float, default=None, metavar="S",
                      help="sample length in seconds (default: 10 for ECG, 5 for EEG)")
     pre.add_argument("--hop", type=float, default=None, metavar="S", help="step between samples (default: half)")
@@ -251,8 +253,9 @@ def _cmd_pretrain(args: argparse.Namespace, out: TextIO) -> int:
     cfg = PretrainConfig(
         modality=args.modality, data=tuple(str(p) for p in args.data), out=str(args.out), n_layer=args.layers,
         dim_feedforward=args.ff, nhead=args.nhead, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, window_s=args.window,
-        hop_s=args.hop, patch_ratio=args.patch_ratio, span_ratio=args.span_ratio, lead_ratio=args.lead_ratio,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, output_init=args.output_init,
+        window_s=args.window, hop_s=args.hop, patch_ratio=args.patch_ratio, span_ratio=args.span_ratio,
+        lead_ratio=args.lead_ratio,
         max_abs_uv=args.max_abs_uv, eegmat_subjects=args.eegmat_subjects, holdout_fraction=args.holdout,
         line_freq=args.line_freq, seed=args.seed, threads=args.threads, device=args.device,
         cache=str(args.cache) if args.cache else None, resume=args.resume, minutes=args.minutes,

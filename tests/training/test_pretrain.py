@@ -158,7 +158,8 @@ def test_cli_pretrain_then_probe_against_a_random_encoder(cinc_dir: Path, tmp_pa
     buf = io.StringIO()
     rc = main(["train", "pretrain", "--modality", "ecg", "--data", str(data), "--out", str(tmp_path / "enc"),
                "--layers", "1", "--ff", "32", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8",
-               "--holdout", "0.25", "--threads", "1", "--cache", str(cache_dir), "--no-progress"], out=buf)
+               "--holdout", "0.25", "--threads", "1", "--cache", str(cache_dir), "--no-progress",
+               "--output-init", "kaiming"], out=buf)
     assert rc == 0, buf.getvalue()
     assert "zero predictor" in buf.getvalue() and "finished" in buf.getvalue()
     report = probe_af(tmp_path / "enc", data, folds=3, cache=cache_dir)
@@ -179,6 +180,7 @@ def test_cli_pretrain_then_probe_against_a_random_encoder(cinc_dir: Path, tmp_pa
     ref = reference_report(tmp_path / "enc", cache=cache_dir)
     meta = json.loads((tmp_path / "enc" / "encoder.json").read_text())
     assert ref["period_copy_x0.5"] == pytest.approx(meta["reference"]["ratio"], rel=1e-6)
+    assert meta["config"]["output_init"] == "kaiming"
     assert ref["windows"] > 0 and 0.0 < ref["oracle_lag_copy_x0.5"] < ref["oracle_lag_copy_x1"] + 1.0
     parts = masking_breakdown(tmp_path / "enc", windows=16, cache=cache_dir)
     assert set(parts) == {"patches only", "time span only", "training mix"}  # single lead: no whole-lead part
