@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from rt_physio.experiments.hybrid_cv import Smoothing, cross_validate
 from rt_physio.training.hybrid import C_GRID, Windows, select_c
@@ -76,6 +77,8 @@ def test_smoothed_variants_average_each_recording_and_the_continuous_one_pays_th
         # six 5-s windows per mean: the noise shrinks; rest outputs carried into the task's first 30 s cost some
         assert auroc[f"weak+s30/{cal}"] > auroc[f"weak/{cal}"] + 0.05
         assert auroc[f"weak+s30c/{cal}"] < auroc[f"weak+s30/{cal}"]
+        gain = report["paired_auroc_vs_classical"][f"weak+s30/{cal}"]["ecg"]  # against itself, window by window
+        assert gain["mean"] == pytest.approx(auroc[f"weak+s30/{cal}"] - auroc[f"weak/{cal}"])
         runs = report["arms"][f"weak+s30/{cal}"]["runs"]
         assert [r["ecg"]["n_windows"] for r in runs] == [r["ecg"]["n_windows"] for r in
                                                           report["arms"][f"weak/{cal}"]["runs"]]
