@@ -278,8 +278,9 @@ class LslSource(ThreadedSource):
             self._stalled = True
             self._stats.extra["stalls"] += 1
             what = "no data yet" if math.isnan(self._last_arrival) else "no data"
+            recovery = self._recovery  # its source_id is that of the stream read now (it may have been reopened)
             log.warning("LSL stream %s: %s for %.1f s; waiting for it to come back (source_id %r, query %s)",
-                        self._info.name, what, now - since, self._info.source_id, describe_query(self._recovery.query))
+                        self._info.name, what, now - since, recovery.source_id, describe_query(recovery.query))
         if (self._stalled or self._inlet is None) and self._recovery.due(now):
             reopened = self._recovery.attempt(now, self._inlet)
             if reopened is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
@@ -208,7 +209,7 @@ def test_a_stream_that_stops_and_comes_back_with_the_same_source_id(recorder):
     assert source.failure is None
 
 
-def test_a_stream_that_comes_back_with_another_source_id_is_found_again_by_its_name(recorder):
+def test_a_stream_that_comes_back_with_another_source_id_is_found_again_by_its_name(recorder, caplog):
     """liblsl's recovery only follows the same source_id; ours re-resolves by the query the user gave."""
     name = f"rtp-newid-{uuid.uuid4().hex[:8]}"
 
@@ -228,13 +229,19 @@ def test_a_stream_that_comes_back_with_another_source_id_is_found_again_by_its_n
             now = local_clock()
             second.push_chunk(np.full((5, 2), 2.0, np.float32), (now - 0.04 + np.arange(5) / 100).tolist())
             time.sleep(0.05)
+        assert recorder.n_samples >= 15, "the source never read the new outlet"
+        assert source.stats.extra["stalls"] == 1
+        caplog.set_level(logging.WARNING, logger="rt_physio.sources.lsl")
+        while source.stats.extra["stalls"] < 2 and time.monotonic() < deadline + 30.0:  # the new sender goes quiet
+            time.sleep(0.05)
     finally:
         source.stop()
-    assert recorder.n_samples >= 15, "the source never read the new outlet"
     values = recorder.data()[:, 0]
     assert values[0] == 1.0 and values[-1] == 2.0
     assert source.stats.extra["reconnects"] >= 1
-    assert source.stats.extra["stalls"] == 1
+    assert source.stats.extra["stalls"] == 2
+    stall = [r.getMessage() for r in caplog.records if "waiting for it to come back" in r.getMessage()][-1]
+    assert f"source_id 'second-{name}'" in stall  # the stream it reads now, not the one that died
     assert source.failure is None
 
 
