@@ -114,15 +114,19 @@ def masking_breakdown(folder: str | Path, windows: int = 512, seed: int = 123,
 
 
 def plot(summary: dict[str, Any], path: str | Path) -> None:
-    """Held-out loss vs zero predictor per epoch, one panel per encoder."""
+    """Held-out loss vs zero predictor per epoch, one panel per encoder (three per row)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(summary["encoders"])
-    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.2 * max(1, len(names)), 3.4), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=False):
+    cols = min(3, max(1, len(names)))
+    rows = max(1, -(-len(names) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, names, strict=False):
         enc = summary["encoders"][name]
         hist = enc["history"]
         epochs = [h["epoch"] for h in hist]
@@ -140,7 +144,8 @@ def plot(summary: dict[str, Any], path: str | Path) -> None:
         ax.set_xlabel("epoch")
         ax.set_ylim(0, 1.3)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("masked MSE (standardised targets)")
+    for row in axes:
+        row[0].set_ylabel("masked MSE (standardised targets)")
     axes[0][0].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
