@@ -132,7 +132,7 @@ def _card(cv: dict[str, Any], subjects: list[str], params: dict[str, Any], calib
         "correlation) and ECG heart rate / HRV / R amplitude, one linear head for every modality set (modality "
         "dropout), a Platt map per set so the output does not jump when a modality drops out. Any EEG montage is "
         f"accepted (trained on the 20-channel EEGMAT montage). Run it calibrated (first {calibrate:g} s of rest) "
-        "when possible: that is where it meets the targets. Trained on EEGMAT subjects 00-31; C chosen by "
+        "when possible: that is where it does best. Trained on EEGMAT subjects 00-31; C chosen by "
         "8-fold subject cross-validation over the same subjects (hence selection_subjects)."
         " Not traceable (numpy features; a few ms per window)."
     )
