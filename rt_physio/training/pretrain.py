@@ -1,12 +1,15 @@
 """Self-supervised pre-training of an EEG or ECG encoder by masked-patch reconstruction, in resumable chunks.
 
-CBraMod's recipe with two changes that make the loss mean something:
+CBraMod's recipe with three changes that make the loss mean something and move:
 
 * **dual masking** (:func:`rt_physio.nn.masking.dual_mask`): random patches within each lead, one time span hidden
   in all leads at once, and whole leads;
 * **normalised targets**: the model sees the input in model units (µV / 100, as in fine-tuning and live) but
   reconstructs it standardised per sample and lead (:func:`~rt_physio.nn.masking.standardise`), so the loss is
-  of order 1 and predicting zeros scores about 1.
+  of order 1 and predicting zeros scores about 1;
+* **output layer at zero** (``output_init="zero"``, the default): training starts at the zero predictor; CBraMod's
+  Kaiming-initialised ``proj_out`` started at ~4x the targets' variance, and the encoder spent its first epochs
+  shrinking it.
 
 After every epoch the model is scored on a fixed set of held-out windows (records or subjects that training
 never sees, :mod:`rt_physio.training.pretrain_data`) with fixed masks, beside the zero predictor on the very same
