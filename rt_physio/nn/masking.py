@@ -23,10 +23,13 @@ masked MSE divided by it is the ratio that says whether pre-training learned any
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
+
 import torch
 from torch import Tensor
 
-__all__ = ["dual_mask", "masked_mse", "patch_mask", "standardise", "zero_mse"]
+__all__ = ["dual_mask", "heldout_mse", "masked_mse", "patch_mask", "standardise", "zero_mse"]
 
 
 def _check_ratio(name: str, value: float) -> float:
@@ -151,3 +154,38 @@ def standardise(x: Tensor, eps: float = 1e-3) -> Tensor:
 def zero_mse(target: Tensor, mask: Tensor) -> Tensor:
     """Return the masked MSE of predicting zeros (the trivial baseline beside every reported loss)."""
     return masked_mse(torch.zeros_like(target), target, mask)
+
+
+def heldout_mse(batches: Sequence[tuple[Tensor, Tensor]], predict: Callable[[Tensor, Tensor, Tensor], Tensor],
+                device: torch.device | None = None) -> tuple[float, float]:
+    """Masked MSE of a predictor and of the zero predictor over fixed batches, weighted by masked patches.
+
+    Parameters
+    ----------
+    batches : sequence of (Tensor, Tensor)
+        ``(B, C, N, 200)`` inputs and their ``(B, C, N)`` masks (a run's fixed held-out set).
+    predict : callable
+        ``predict(x, mask, target)`` → the reconstruction of the standardised ``target`` (a model, or a reference
+        such as a period copy).
+    device : torch.device, optional
+        Where to move each batch first.
+
+    Returns
+    -------
+    tuple of float
+        The predictor's and the zero predictor's loss (both NaN when nothing is masked).
+    """
+    err = zero = count = 0.0
+    for x, mask in batches:
+        if device is not None:
+            x, mask = x.to(device), mask.to(device)
+        n = float(mask.sum())
+        if n == 0:
+            continue
+        target = standardise(x)
+        err += masked_mse(predict(x, mask, target), target, mask).item() * n
+        zero += zero_mse(target, mask).item() * n
+        count += n
+    if count == 0:
+        return math.nan, math.nan
+    return err / count, zero / count

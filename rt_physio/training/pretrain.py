@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,7 +39,7 @@ from torch import nn
 
 from rt_physio.errors import ConfigError, DatasetError
 from rt_physio.nn.cbramod import CBraMod
-from rt_physio.nn.masking import dual_mask, masked_mse, standardise, zero_mse
+from rt_physio.nn.masking import dual_mask, heldout_mse, masked_mse, standardise
 from rt_physio.training.checkpoint import load_training_state, save_training_state
 from rt_physio.training.common import ENCODER_FILE, ENCODER_META, cosine_lambda, set_threads
 from rt_physio.training.datasets.prepare import PreparedRecording, default_cache_dir
@@ -332,36 +331,15 @@ def _evaluate(model: CBraMod, batches: list[tuple[torch.Tensor, torch.Tensor]],
               device: torch.device) -> tuple[float, float]:
     """Masked MSE of the model and of the zero predictor on the fixed held-out set (weighted by masked patches)."""
     model.eval()
-    err = zero = count = 0.0
-    for x, mask in batches:
-        x, mask = x.to(device), mask.to(device)
-        n = float(mask.sum())
-        if n == 0:
-            continue
-        target = standardise(x)
-        err += masked_mse(model(x, mask=mask), target, mask).item() * n
-        zero += zero_mse(target, mask).item() * n
-        count += n
+    losses = heldout_mse(batches, lambda x, mask, _: model(x, mask=mask), device)
     model.train()
-    if count == 0:
-        return math.nan, math.nan
-    return err / count, zero / count
+    return losses
 
 
 def _reference(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, Any]:
     """Masked MSE of the non-learned period-copy reference on the fixed held-out set, beside the zero predictor."""
-    err = zero = count = 0.0
-    for x, mask in batches:
-        n = float(mask.sum())
-        if n == 0:
-            continue
-        target = standardise(x)
-        err += masked_mse(period_copy(target, mask), target, mask).item() * n
-        zero += zero_mse(target, mask).item() * n
-        count += n
-    if count == 0:
-        return {"method": REFERENCE_METHOD, "heldout_loss": math.nan, "zero_loss": math.nan, "ratio": math.nan}
-    return {"method": REFERENCE_METHOD, "heldout_loss": err / count, "zero_loss": zero / count, "ratio": err / zero}
+    err, zero = heldout_mse(batches, lambda _, mask, target: period_copy(target, mask))
+    return {"method": REFERENCE_METHOD, "heldout_loss": err, "zero_loss": zero, "ratio": err / zero}
 
 
 def _write_encoder(out: Path, model: CBraMod, cfg: PretrainConfig, history: list[EpochStats],

@@ -25,6 +25,7 @@ windows and masks that an ECG encoder folder was scored on (rebuilt from its ``e
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -180,9 +181,13 @@ def rr_jitter(target: Tensor, min_distance: int = 50) -> NDArray[np.float64]:
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def _shrunk_copy(_: Tensor, mask: Tensor, target: Tensor, shrink: float) -> Tensor:
+    return period_copy(target, mask, shrink=shrink)
+
+
 def reference_report(encoder_dir: str | Path, cache: Path | None = None) -> dict[str, Any]:
     """Period copy (shrink 1, 0.75, 0.5), the oracle lag copy and the beat jitter on an encoder's held-out set."""
-    from rt_physio.nn.masking import masked_mse, standardise, zero_mse
+    from rt_physio.nn.masking import heldout_mse, standardise
     from rt_physio.training.datasets.prepare import default_cache_dir
     from rt_physio.training.encoders import encoder_meta
     from rt_physio.training.pretrain import PretrainConfig, _windows, heldout_batches
@@ -199,10 +204,8 @@ def reference_report(encoder_dir: str | Path, cache: Path | None = None) -> dict
                     meta["preprocessing"]["max_abs_uv"])
     batches = heldout_batches(held, cfg, float(meta["masking"]["lead_ratio"]))
     report: dict[str, Any] = {"encoder": str(encoder_dir), "windows": sum(int(x.shape[0]) for x, _ in batches)}
-    zero = sum(float(zero_mse(standardise(x), m)) * float(m.sum()) for x, m in batches)
     for shrink in (1.0, 0.75, 0.5):
-        err = sum(float(masked_mse(period_copy(standardise(x), m, shrink=shrink), standardise(x), m)) * float(m.sum())
-                  for x, m in batches)
+        err, zero = heldout_mse(batches, functools.partial(_shrunk_copy, shrink=shrink))
         report[f"period_copy_x{shrink:g}"] = err / zero
     targets = torch.cat([standardise(x) for x, _ in batches])
     report["oracle_lag_copy_x1"] = oracle_lag_copy(targets)
