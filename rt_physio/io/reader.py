@@ -39,13 +39,16 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "wfdb": (".hea", ".dat"),
     "xdf": (".xdf", ".xdfz"),
     "csv": (".csv", ".tsv", ".txt"),
-    "dreamer": (".mat",),
+    "dreamer": (".mat",),  # unless a .hea of the same name is beside it (WFDB, see detect_format)
     "rt_physio": (".json",),  # a recording folder (rt-physio run --record), or its recording.json
 }
 
 
 def detect_format(path: Path) -> str:
     """Return the format name of ``path`` from its suffix (a WFDB record may be named without one).
+
+    A ``.mat`` file beside a ``.hea`` header of the same name is a WFDB record's signal file (WFDB format 16 in a
+    MATLAB v4 file, as PhysioNet/CinC 2017 distributes them); other ``.mat`` files are DREAMER.mat.
 
     Raises
     ------
@@ -55,6 +58,8 @@ def detect_format(path: Path) -> str:
     if path.is_dir() or path.name == "recording.json":
         return "rt_physio"
     suffix = path.suffix.lower()
+    if suffix == ".mat" and path.with_suffix(".hea").is_file():
+        return "wfdb"  # a WFDB record whose samples are in a .mat file (e.g. PhysioNet/CinC 2017), not DREAMER.mat
     for name, suffixes in FORMATS.items():
         if suffix in suffixes:
             return name

@@ -15,8 +15,8 @@ __all__ = ["read_wfdb", "wfdb_record_name"]
 
 
 def wfdb_record_name(path: Path) -> str:
-    """Return the record name (path without ``.hea``/``.dat``) wfdb reads a record by."""
-    return str(path.with_suffix("")) if path.suffix.lower() in (".hea", ".dat") else str(path)
+    """Return the record name (path without ``.hea``/``.dat``/``.mat``) wfdb reads a record by."""
+    return str(path.with_suffix("")) if path.suffix.lower() in (".hea", ".dat", ".mat") else str(path)
 
 
 def read_wfdb(path: Path) -> list[RawChannel]:
@@ -25,7 +25,7 @@ def read_wfdb(path: Path) -> list[RawChannel]:
     Parameters
     ----------
     path : Path
-        The record's ``.hea`` or ``.dat`` file, or its name without a suffix.
+        The record's ``.hea``, ``.dat`` or ``.mat`` (signal) file, or its name without a suffix.
 
     Returns
     -------

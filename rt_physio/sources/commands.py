@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     "modality, named NAME-EEG and NAME-ECG, with channel labels and µV units, on a drift-free "
                     "schedule (sample k at start + k/fs/speed, stamped with that time). Read it with "
                     "`rt-physio run --eeg lsl:NAME-EEG --ecg lsl:NAME-ECG`.")
-    replay.add_argument("file", metavar="FILE", help="the recording (a WFDB record may be named without suffix)")
+    replay.add_argument("file", metavar="FILE", help="the recording (a WFDB record may be named without suffix, "
+                        "or by its .hea, .dat or .mat file)")
     replay.add_argument("--name", help="stream name stem (default: the file name without suffix)")
     replay.add_argument("--speed", type=number_arg(), default=1.0, help="playback speed (default: 1, real time)")
     replay.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")

@@ -61,6 +61,23 @@ def test_wfdb_records_by_name_or_suffix_keep_only_ecg(data_dir):
     assert np.count_nonzero(~np.isfinite(ecg.data)) == 5  # WFDB's invalid samples stay NaN (replay holds them)
 
 
+def test_cinc2017_record_with_mat_signal_file_is_wfdb_by_mat_hea_or_name(data_dir):
+    """A WFDB record may keep its samples in a .mat file (CinC 2017): beside a .hea it is WFDB, not DREAMER.mat."""
+    import scipy.io
+
+    base = data_dir / "cinc2017" / "A00001"
+    raw = scipy.io.loadmat(str(base.with_suffix(".mat")))["val"][0]  # int16, 1000 adu/mV = 1 adu/µV
+    for path in (base.with_suffix(".mat"), base.with_suffix(".hea"), base):
+        rec = read_recording(path)
+        assert rec.format == "wfdb", path
+        assert set(rec.signals) == {"ecg"}
+        ecg = rec.signals["ecg"]
+        assert ecg.channel_names == ("ECG",)
+        assert ecg.sfreq == 300.0
+        assert ecg.n_samples == 9000
+        np.testing.assert_allclose(ecg.data[:, 0], raw.astype(np.float32), atol=1e-3)
+
+
 def test_neurokit_csv_needs_its_rate_and_reads_ecg_in_millivolts(data_dir):
     path = data_dir / "neurokit" / "bio_eventrelated_100hz.csv"
     with pytest.raises(ConfigError, match="rate"):
