@@ -14,7 +14,9 @@ modality sets, grid 1e-3..1e2), the per-set Platt maps are fitted on the inner v
 * ``deep_random_sd`` — the same encoders, mean and SD pooling (over channels and patches);
 * ``hybrid_random`` — classical features and the mean-pooled random embeddings;
 * ``deep_pretrained`` / ``hybrid_pretrained`` — frozen pre-trained encoders (mean + SD pooling): ``--ecg-encoder``
-  and, per fold, ``--eeg-encoder-folds K-L=PATH`` (an EEG encoder whose corpus excluded folds K..L).
+  and, per fold, ``--eeg-encoder-folds K-L=PATH`` (an EEG encoder whose corpus excluded folds K..L);
+* ``deep_pretrained_attn`` — the same encoders, attention pooling: per fold, the queries are learned on the 28
+  training subjects' windows (:func:`~rt_physio.training.attention_pool.fit_queries`), never on the held-out fold.
 
 Each arm uncalibrated and calibrated (features centred on each person's first ``--calibrate`` s of rest; those
 windows are never scored, and the uncalibrated rows are scored on the same windows), on EEG + ECG, EEG and ECG.
@@ -100,6 +102,39 @@ def pretrained_block(windows: Windows, cache: Path, encoders: dict[str, Path]) -
     tag = "-".join(f"{m}_{p.name}" for m, p in sorted(encoders.items()))
     x, p = cached_features(model, windows, cache / f"pretrained-{tag}.npz")
     return x, p, model.feature_modality.numpy()
+
+
+def attention_blocks(windows: Windows, cache: Path, encoders: list[dict[str, Path]],
+                     folds: Sequence[Sequence[str]]) -> list[Block]:
+    """Per fold: attention-pooled embeddings with queries learned on the other folds' windows (seed-free)."""
+    from rt_physio.training import encoders as enc_api
+    from rt_physio.training.attention_pool import fit_queries, patch_embeddings, pool_with_queries
+
+    present = windows.dataset.present.copy()
+    out: list[Block] = []
+    loaded: dict[Path, np.ndarray] = {}
+    for k, fold_encoders in enumerate(encoders):
+        emb = {}
+        for m, path in fold_encoders.items():
+            if path not in loaded:
+                file = cache / f"patches-{m}_{path.name}.npy"
+                if file.is_file():
+                    loaded[path] = np.load(file)
+                else:
+                    enc = enc_api.load_encoder(path)
+                    enc.proj_out = torch.nn.Identity()
+                    loaded[path] = patch_embeddings(enc, windows.dataset, m)
+                    np.save(file, loaded[path])
+            emb[m] = loaded[path]
+        mods = [m for m in ("eeg", "ecg") if m in emb]
+        flags = present & np.array([m in emb for m in ("eeg", "ecg")])[None, :]
+        train = ~np.isin(windows.subjects, list(folds[k])) & flags.any(axis=1)
+        queries = fit_queries(emb, flags, windows.labels, train)
+        fm = np.concatenate([np.full(200, ("eeg", "ecg").index(m), dtype=np.int64) for m in mods])
+        out.append((pool_with_queries(emb, queries), flags, fm))
+        log.info("fold %d: attention queries learned (|q| %s)", k,
+                 ", ".join(f"{m} {np.linalg.norm(q):.2f}" for m, q in queries.items()))
+    return out
 
 
 def without_missing_encoders(block: Block, encoders: dict[str, Path]) -> Block:
@@ -284,6 +319,7 @@ ARM_LABELS: dict[str, str] = {
     "deep_random": "deep, random frozen encoders (mean pooling)",
     "deep_random_sd": "deep, random frozen encoders (mean + SD pooling)",
     "deep_pretrained": "deep, pre-trained frozen encoders (mean + SD pooling)",
+    "deep_pretrained_attn": "deep, pre-trained frozen encoders (attention pooling)",
     "hybrid_random": "hybrid: classical + random-encoder embeddings",
     "hybrid_pretrained": "hybrid: classical + pre-trained embeddings",
 }
@@ -326,8 +362,8 @@ def _smoothing_label(suffix: str) -> str:
     return f"outputs smoothed over {seconds} s" + (" (rest → task as one session)" if continuous else "")
 
 
-def _pretrained_per_fold(windows: Windows, args: argparse.Namespace) -> list[tuple[Block, dict[str, Path]]]:
-    """Per fold: the block and its encoders (the EEG one pre-trained without that fold, ``--eeg-encoder-folds``)."""
+def _fold_encoders(args: argparse.Namespace) -> list[dict[str, Path]]:
+    """Per fold: the encoders (the EEG one pre-trained without that fold, ``--eeg-encoder-folds``)."""
     ecg = {"ecg": args.ecg_encoder} if args.ecg_encoder else {}
     out = []
     for k in range(8):
@@ -337,9 +373,13 @@ def _pretrained_per_fold(windows: Windows, args: argparse.Namespace) -> list[tup
             lo, hi = (int(v) for v in folds.split("-"))
             if lo <= k <= hi:
                 eeg = {"eeg": Path(path)}
-        encoders = eeg | ecg
-        out.append((pretrained_block(windows, args.cache, encoders), encoders))
+        out.append(eeg | ecg)
     return out
+
+
+def _pretrained_per_fold(windows: Windows, args: argparse.Namespace) -> list[tuple[Block, dict[str, Path]]]:
+    """Per fold: the mean + SD pooled block of that fold's encoders, and the encoders."""
+    return [(pretrained_block(windows, args.cache, enc), enc) for enc in _fold_encoders(args)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -393,6 +433,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 arm_blocks = [combine(b, classical) for b, _ in per_fold]
             blocks[arm] = [arm_blocks] * args.seeds
+        elif arm == "deep_pretrained_attn":
+            subjects = sorted(set(windows.subjects.tolist()))
+            folds = [subjects[i:i + 4] for i in range(0, len(subjects), 4)]
+            blocks[arm] = [attention_blocks(windows, args.cache, _fold_encoders(args), folds)] * args.seeds
+            log.info("attention-pooled embeddings (%.0f s)", time.monotonic() - t0)
         else:
             ap.error(f"unknown arm {arm!r}")
     smoothing = [Smoothing(sec, cont) for sec in args.smooth_s or [] for cont in (False, True)]

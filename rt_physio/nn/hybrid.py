@@ -1,12 +1,16 @@
 """The hybrid model: deep embeddings and/or classical features, one linear head, calibrated per modality set.
 
 Features of a window are ``[EEG embedding, ECG embedding, classical features]``: each embedding comes from a
-CBraMod encoder (optional; pooled over channels and patches by the mean, ``pooling = "mean"``, or the mean and the SD,
-``"mean_sd"``), the classical block from :func:`rt_physio.dsp.summary_features.summary_features`
-(optional; montage-agnostic spectral summaries and heart rate / HRV). With no encoder this is the classical model;
-with no classical block it is a deep model with a linear head. The EEG montage is free either way. ``mean_sd``
+CBraMod encoder (optional; pooled over channels and patches by the mean, ``pooling = "mean"``, the mean and the SD,
+``"mean_sd"``, or attention, ``"attention"``), the classical block from
+:func:`rt_physio.dsp.summary_features.summary_features` (optional; montage-agnostic spectral summaries and heart
+rate / HRV). With no encoder this is the classical model; with no classical block it is a deep model with a linear
+head. The EEG montage is free either way. ``mean_sd``
 adds the standard deviation over channels and patches to the mean (as :func:`rt_physio.training.encoders.
-pooled_features` does).
+pooled_features` does). ``attention`` weighs every patch of every channel by a softmax of its dot product with a
+learned query per modality (``eeg_query``, ``ecg_query``; scaled by 1/sqrt(200)), so the pooled vector can lean on
+the channels and moments that matter while the montage stays free; a zero query is the mean.
+:func:`rt_physio.training.attention_pool.fit_queries` learns the queries on frozen patch embeddings.
 
 One head serves every modality set (EEG + ECG, EEG alone, ECG alone): features are standardised, a missing
 modality's standardised features are 0 (its training mean: the head was trained with those rows, i.e. modality
@@ -22,7 +26,7 @@ Two parameter sets exist: ``lr`` (raw features) and ``cal`` (features centred on
     type = "hybrid"
     [architecture.hybrid]
     features = true          # the classical block
-    pooling = "mean"         # or "mean_sd"
+    pooling = "mean"         # or "mean_sd", "attention"
     [architecture.eeg]       # optional CBraMod encoder (fusion.ENCODER_KEYS)
     [architecture.ecg]       # optional
 """
@@ -44,16 +48,20 @@ from rt_physio.nn.fusion import EMBED_DIM, MODALITIES, _parse_encoder
 
 __all__ = [
     "POOLINGS",
+    "QUERY_NAMES",
     "SET_NAMES",
     "HybridArchitecture",
     "HybridHead",
     "HybridModel",
+    "attention_pool",
     "parse_hybrid_architecture",
     "set_index",
 ]
 
 #: Pooling of an encoder's (B, C, N, D) patch embeddings.
-POOLINGS: tuple[str, ...] = ("mean", "mean_sd")
+POOLINGS: tuple[str, ...] = ("mean", "mean_sd", "attention")
+#: Buffer names of the attention queries, per modality (eeg, ecg).
+QUERY_NAMES: tuple[str, str] = ("eeg_query", "ecg_query")
 #: Modality sets, in the order of the Platt rows.
 SET_NAMES: tuple[str, str, str] = ("eeg,ecg", "eeg", "ecg")
 
@@ -66,6 +74,17 @@ def set_index(present: Tensor) -> Tensor:
     out = torch.where(eeg & ecg, 0, out)
     out = torch.where(eeg & ~ecg, 1, out)
     return torch.where(~eeg & ecg, 2, out)
+
+
+def attention_pool(emb: Tensor, query: Tensor) -> Tensor:
+    """Pool ``(B, C, N, D)`` patch embeddings to ``(B, D)``: softmax(tokens @ query / sqrt(D)) weights over C x N.
+
+    A zero ``query`` gives equal weights (the mean). Differentiable in ``query`` (for
+    :func:`rt_physio.training.attention_pool.fit_queries`).
+    """
+    tokens = emb.flatten(1, 2)  # (B, C*N, D)
+    weights = torch.softmax(tokens @ query.to(tokens.dtype) / tokens.shape[-1] ** 0.5, dim=1)  # (B, C*N)
+    return (weights.unsqueeze(-1) * tokens).sum(dim=1)
 
 
 class HybridHead(nn.Module):
@@ -123,7 +142,7 @@ class HybridModel(nn.Module):
     features : bool
         Whether the classical block is part of the features.
     pooling : str
-        ``"mean"`` or ``"mean_sd"`` (see the module docstring).
+        ``"mean"``, ``"mean_sd"`` or ``"attention"`` (see the module docstring).
     n_outputs : int
         Logits.
     sfreq : float
@@ -137,6 +156,8 @@ class HybridModel(nn.Module):
         Population mean of the training people's baselines.
     lr, cal : HybridHead
         Uncalibrated and calibrated heads.
+    eeg_query, ecg_query : Tensor, shape (200,)
+        Attention queries (``pooling = "attention"`` only; zeros = mean pooling).
     """
 
     #: The classical block is numpy code: the engine runs this model eagerly.
@@ -170,6 +191,10 @@ class HybridModel(nn.Module):
         self.register_buffer("calibration_fallback", torch.zeros(self.n_features))
         self.lr = HybridHead(self.n_features, n_outputs)
         self.cal = HybridHead(self.n_features, n_outputs)
+        if pooling == "attention":
+            for name, enc in zip(QUERY_NAMES, (eeg_encoder, ecg_encoder), strict=True):
+                if enc is not None:
+                    self.register_buffer(name, torch.zeros(EMBED_DIM))
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -186,7 +211,10 @@ class HybridModel(nn.Module):
         return cls(encs[0], encs[1], features=parsed.features, pooling=parsed.pooling, n_outputs=parsed.n_outputs,
                    sfreq=sfreq)
 
-    def _pool(self, emb: Tensor) -> Tensor:
+    def _pool(self, emb: Tensor, modality: int) -> Tensor:
+        if self.pooling == "attention":
+            query: Tensor = getattr(self, QUERY_NAMES[modality])
+            return attention_pool(emb, query)
         pooled = emb.mean(dim=(1, 2))  # (B, C, N, D) -> (B, D)
         if self.pooling == "mean_sd":
             sd = emb.std(dim=(1, 2), unbiased=False)  # (B, D): over channels and patches
@@ -214,10 +242,10 @@ class HybridModel(nn.Module):
         n = int(ref.shape[0])
         present = torch.tensor([[float(eeg is not None), float(ecg is not None)]]).repeat(n, 1)
         parts: list[Tensor] = []
-        for x, enc, dim in ((eeg, self.eeg_encoder, self.emb_dims[0]), (ecg, self.ecg_encoder, self.emb_dims[1])):
+        for m, (x, enc) in enumerate(((eeg, self.eeg_encoder), (ecg, self.ecg_encoder))):
             if enc is None:
                 continue
-            parts.append(torch.zeros(n, dim) if x is None else self._pool(enc(x.float())).float().cpu())
+            parts.append(torch.zeros(n, self.emb_dims[m]) if x is None else self._pool(enc(x.float()), m).float().cpu())
         if self.use_features:
             a_eeg = None if eeg is None else eeg.detach().float().cpu().numpy()
             a_ecg = None if ecg is None else ecg.detach().float().cpu().numpy()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from rt_physio.experiments.hybrid_cv import Smoothing, cross_validate
+from rt_physio.experiments.hybrid_cv import Smoothing, attention_blocks, cross_validate
 from rt_physio.training.hybrid import C_GRID, Windows, select_c
 
 
@@ -82,3 +83,26 @@ def test_smoothed_variants_average_each_recording_and_the_continuous_one_pays_th
         runs = report["arms"][f"weak+s30/{cal}"]["runs"]
         assert [r["ecg"]["n_windows"] for r in runs] == [r["ecg"]["n_windows"] for r in
                                                           report["arms"][f"weak/{cal}"]["runs"]]
+
+
+def test_attention_queries_of_a_fold_never_read_its_held_out_subjects(tmp_path) -> None:
+    windows, _ = _fake(n_subjects=8, per=10)
+    rng = np.random.default_rng(2)
+    emb = rng.normal(size=(len(windows), 2, 5, 200)).astype(np.float32)
+    emb[:, 0, 0, 0] += 3.0 * windows.labels  # a label-carrying patch
+    names = sorted(set(windows.subjects.tolist()))
+    folds = [names[i:i + 4] for i in range(0, 8, 4)]
+    held = np.isin(windows.subjects, folds[0])
+    blocks = []
+    for variant in ("as-is", "scrambled"):
+        cache = tmp_path / variant
+        cache.mkdir()
+        e = emb.copy()
+        if variant == "scrambled":
+            e[held] = rng.normal(size=e[held].shape)
+        np.save(cache / "patches-eeg_enc.npy", e)  # read instead of computing the encoder's embeddings
+        blocks.append(attention_blocks(windows, cache, [{"eeg": Path("enc")}] * 2, folds))
+    (x_a, p_a, fm_a), (x_b, _, _) = blocks[0][0], blocks[1][0]
+    assert x_a.shape == (len(windows), 200) and fm_a.tolist() == [0] * 200 and not p_a[:, 1].any()
+    np.testing.assert_array_equal(x_a[~held], x_b[~held])  # same queries: the held-out fold was never read
+    assert not np.array_equal(blocks[0][1][0], blocks[1][1][0])  # fold 1's queries did read fold 0

@@ -11,7 +11,7 @@ import torch
 from rt_physio.dsp.summary_features import ECG_FEATURES, EEG_FEATURES, N_FEATURES, summary_features
 from rt_physio.nn import load_model, save_model
 from rt_physio.nn.cbramod import CBraMod
-from rt_physio.nn.hybrid import HybridModel, parse_hybrid_architecture, set_index
+from rt_physio.nn.hybrid import HybridModel, attention_pool, parse_hybrid_architecture, set_index
 from rt_physio.nn.model_types import MODEL_TYPES, model_type
 
 
@@ -78,3 +78,45 @@ def test_save_and_load_a_hybrid_with_encoders(tmp_path: Path) -> None:
     assert p.tolist() == [[1.0, 0.0]] * 2
     assert not only_eeg[:, 400 + len(EEG_FEATURES):].any()
     torch.testing.assert_close(only_eeg[:, :400], feats[:, :400])
+
+
+def test_attention_pooling_is_the_mean_at_zero_and_follows_its_query() -> None:
+    torch.manual_seed(0)
+    emb = torch.randn(3, 4, 5, 200)
+    torch.testing.assert_close(attention_pool(emb, torch.zeros(200)), emb.mean(dim=(1, 2)))
+    direction = torch.zeros(200)
+    direction[7] = 1.0
+    emb[:, 2, 3] += 20.0 * direction  # one patch of one channel stands out along the query
+    pooled = attention_pool(emb, 10.0 * direction)
+    torch.testing.assert_close(pooled, emb[:, 2, 3], atol=0.5, rtol=0.0)
+
+
+def test_save_and_load_a_hybrid_with_attention_queries(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    enc = {"d_model": 200, "seq_len": 30, "nhead": 8, "n_layer": 1, "dim_feedforward": 32}
+    model = HybridModel(CBraMod(**enc), CBraMod(**enc), features=False, pooling="attention").eval()
+    assert model.n_features == 400
+    with torch.no_grad():
+        model.eeg_query.normal_()
+        model.ecg_query.normal_()
+    fields = {
+        "trained": False,
+        "architecture": {"type": "hybrid", "hybrid": {"features": False, "pooling": "attention"}, "eeg": enc,
+                         "ecg": enc},
+        "inputs": {"sfreq": 200.0, "window_s": 5.0, "scale_uv": 100.0, "eeg": {"channels": []},
+                   "ecg": {"channels": []}},
+        "preprocessing": {"eeg": {"bandpass": [0.3, 75.0], "notch": True},
+                          "ecg": {"bandpass": [0.5, 45.0], "notch": True}},
+        "outputs": {"names": ["mental_workload"], "activation": "sigmoid"},
+        "provenance": {"seed": 0},
+    }
+    save_model(tmp_path / "attn", model, fields, dtype=torch.float32)
+    loaded = load_model(tmp_path / "attn")
+    assert isinstance(loaded.module, HybridModel) and loaded.module.pooling == "attention"
+    torch.testing.assert_close(loaded.module.eeg_query, model.eeg_query)
+    eeg, ecg = torch.randn(2, 14, 5, 200), torch.randn(2, 1, 5, 200)
+    feats, _ = loaded.module.features(eeg, ecg)
+    ref, _ = model.features(eeg, ecg)
+    torch.testing.assert_close(feats, ref)
+    mean_model = HybridModel(model.eeg_encoder, None, features=False, pooling="mean")
+    assert not torch.allclose(feats[:, :200], mean_model.features(eeg, None)[0])  # the query changes the pooling
