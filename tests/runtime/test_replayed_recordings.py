@@ -1,0 +1,64 @@
+"""Real recordings other than EEGMAT, replayed into real LSL outlets and read by the engine with the default model.
+
+A CinC 2017 record (a WFDB record whose samples are in a ``.mat`` file: 300 Hz, one lead, like a chest strap's) goes
+through a :class:`~rt_physio.sources.replay.Player` (what ``rt-physio replay FILE`` runs) into an ``lsl:`` ECG-only
+session of an in-process :class:`~rt_physio.runtime.engine.Engine`.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from rt_physio.config import EngineConfig, SessionConfig
+from rt_physio.io import read_recording
+from rt_physio.publish.schema import Prediction, validate
+from rt_physio.runtime.engine import Engine
+from rt_physio.sources.replay import Player
+from tests.conftest import free_port
+
+
+def _replay_into_engine(path: Path, speed: float, n_pred: int, timeout: float = 30.0) -> list[Prediction]:
+    """Replay ``path`` at ``speed`` into LSL, run the default model on its ECG; return the first ``n_pred``."""
+    name = f"rtp-rec-{uuid.uuid4().hex[:8]}"
+    player = Player(read_recording(path), name=name, speed=speed)
+    got: list[Prediction] = []
+    enough = threading.Event()
+
+    def on_prediction(prediction: Prediction) -> None:
+        got.append(prediction)
+        if len(got) >= n_pred:
+            enough.set()
+
+    # smoothing 0: each message carries its own window's output (what the assertions below compare)
+    config = EngineConfig(sessions=(SessionConfig("rec", None, f"lsl:{name}-ECG"),), hop_s=0.5, smoothing_s=0.0,
+                          publish=(f"zmq://127.0.0.1:{free_port()}",), device="cpu")
+    engine = Engine(config, on_prediction=on_prediction)
+    try:
+        engine.start()
+        player.start()
+        assert enough.wait(timeout), f"{len(got)} of {n_pred} predictions within {timeout:g} s"
+    finally:
+        engine.stop()
+        player.stop()
+    return got[:n_pred]
+
+
+@pytest.mark.parametrize("record", ["A00001", "A00004"], ids=["normal", "atrial-fibrillation"])
+def test_cinc2017_single_lead_replayed_through_lsl_gives_ecg_only_predictions(data_dir: Path, record: str) -> None:
+    preds = _replay_into_engine(data_dir / "cinc2017" / f"{record}.mat", speed=1.0, n_pred=3)
+    assert [p.seq for p in preds] == [0, 1, 2]
+    for prediction in preds:
+        message = prediction.to_message()
+        validate(message)
+        assert message["modalities"] == ["ecg"]
+        assert set(message["quality"]) == {"ecg"}
+        assert message["model"]["name"] == "eegmat-fusion"
+        assert set(message["outputs"]) == {"mental_workload"}
+        assert 0.0 < message["outputs"]["mental_workload"] < 1.0
+        assert "unused_modalities" not in message  # the model found beats in every window: it used the ECG
+        assert "warning" not in message
+
