@@ -128,6 +128,10 @@ def format_prediction(msg: dict[str, Any]) -> str:
         outputs = f"calibrating {100 * cal.get('progress', 0.0):3.0f} % of {cal.get('seconds', 0):g} s"
     elif msg.get("calibrated"):
         outputs += "  (calibrated)"
+    unused = msg.get("unused_modalities")
+    if unused:
+        names = "+".join(unused)
+        outputs += f"  (no usable input: {names})" if set(msg["modalities"]) <= set(unused) else f"  ({names} unused)"
     quality = " ".join(f"{m}:{q:.2f}" for m, q in msg["quality"].items())
     mods = "+".join(msg["modalities"])
     tag = "" if msg["model"]["trained"] else "[UNTRAINED] "

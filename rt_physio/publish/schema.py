@@ -24,6 +24,8 @@ Format = Literal["json", "msgpack"]
 FORMATS: tuple[Format, ...] = get_args(Format)
 UNTRAINED_WARNING = "untrained model: outputs are random and carry no meaning"
 NONFINITE_WARNING = "the model's output was not finite (NaN or infinite) for this window: no outputs"
+NOTHING_USABLE_WARNING = ("no modality the model could use in this window ({unused}: flat EEG, or an ECG without "
+                          "plausible heartbeats?): outputs carry no information")
 
 
 @dataclass(slots=True)
@@ -45,6 +47,7 @@ class Prediction:
     calibration: dict[str, Any] | None = None
     nonfinite: bool = False  # the model's output was not finite: no outputs, a warning
     smoothing: dict[str, Any] | None = None  # outputs are a running mean: {seconds, windows, window_outputs}
+    unused: list[str] = field(default_factory=list)  # modalities present but unusable to the model: a warning
 
     def to_message(self) -> dict[str, Any]:
         """Return the message as plain JSON-compatible types."""
@@ -72,6 +75,10 @@ class Prediction:
                 "window_outputs": {k: round(float(v), 6) for k, v in self.smoothing["window_outputs"].items()},
             }
         warnings = []
+        if self.unused:  # outputs from the other modalities are as good as with those alone: no warning then
+            msg["unused_modalities"] = list(self.unused)
+            if set(self.modalities) <= set(self.unused):
+                warnings.append(NOTHING_USABLE_WARNING.format(unused="+".join(self.unused)))
         if self.nonfinite:
             msg["nonfinite_output"] = True
             warnings.append(NONFINITE_WARNING)

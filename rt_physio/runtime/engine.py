@@ -223,6 +223,7 @@ class Engine:
             t_wall=time.time(), outputs=outputs, model_name=spec.name, model_sha256=self.model.sha256,
             trained=spec.trained, modalities=list(window.modalities), quality=quality,
             calibration=result.calibration, nonfinite=result.nonfinite, smoothing=smoothing,
+            unused=list(result.unused),
         )
         window.trace.serialised = local_clock()
         prediction.latency_ms = window.trace.to_ms()

@@ -43,7 +43,7 @@ from rt_physio.runtime.batching import BatchQueue
 from rt_physio.runtime.calibration import CalibrationStep, SessionCalibration
 from rt_physio.runtime.runners import Backend, Precision, Runner, ShapeKey, bucket_for, make_runner
 from rt_physio.runtime.session import Window
-from rt_physio.sources.base import Modality
+from rt_physio.sources.base import MODALITIES, Modality
 
 __all__ = ["InferenceExecutor", "InferenceResult", "resolve_device"]
 
@@ -55,12 +55,15 @@ class InferenceResult:
     """Probabilities for one window, one per model output name (none while calibrating, or when not finite).
 
     ``calibration`` is None for a session without calibration, else ``{"state": "calibrating" | "calibrated",
-    ...}`` with the baseline's length, progress or window count.
+    ...}`` with the baseline's length, progress or window count. ``unused`` lists the window's modalities that the
+    model found unusable and left out (a model that reports presence flags: flat EEG, an ECG without plausible
+    beats); with every modality unused the output is the model's output for no input, which says nothing.
     """
 
     probabilities: dict[str, float]
     calibration: dict[str, Any] | None = None
     nonfinite: bool = False  # the model's output was NaN or infinite: ``probabilities`` is empty
+    unused: tuple[Modality, ...] = ()
 
 
 class _FeaturesOut(nn.Module):
@@ -173,6 +176,7 @@ class InferenceExecutor:
         self.failed = 0
         self.dropped_by_session: Counter[str] = Counter()  # windows dropped because inference fell behind
         self.nonfinite_by_session: Counter[str] = Counter()  # windows whose model output was NaN or infinite
+        self.unused_by_session: Counter[str] = Counter()  # windows with a modality the model could not use
         self._counts_lock = threading.Lock()  # sessions' threads drop windows concurrently
         self.batches = 0
         self.inline_batches = 0
@@ -280,9 +284,12 @@ class InferenceExecutor:
             except Exception:
                 log.exception("executor: quality scoring failed for window %s#%d", window.session, window.seq)
 
-    def _heads(self, windows: list[Window], out: torch.Tensor) -> tuple[NDArray[np.float32],
-                                                                        list[CalibrationStep | None]]:
-        """Run the head of a calibratable model per row: calibrated sessions on centred features."""
+    def _heads(self, windows: list[Window], out: torch.Tensor
+               ) -> tuple[NDArray[np.float32], list[CalibrationStep | None], list[tuple[Modality, ...]]]:
+        """Run the head of a calibratable model per row: calibrated sessions on centred features.
+
+        Also returns, per row, the window's modalities that the model's presence flags say it could not use.
+        """
         module = self.model.module
         feats, present = out[:, :-2], out[:, -2:]
         with torch.inference_mode():
@@ -306,7 +313,10 @@ class InferenceExecutor:
             with torch.inference_mode():
                 cal_logits = module.classify(x, present[centred_rows], True)
             probs[centred_rows] = self._activation(cal_logits).cpu().numpy()
-        return probs, steps
+        # the flags are (eeg, ecg), in MODALITIES order
+        unused = [tuple(m for j, m in enumerate(MODALITIES) if m in window.inputs and not present_np[i, j] > 0.5)
+                  for i, window in enumerate(windows)]
+        return probs, steps, unused
 
     def _count_nonfinite(self, window: Window) -> None:
         self.nonfinite_by_session[window.session] += 1  # on the thread holding the run lock: one at a time
@@ -314,6 +324,16 @@ class InferenceExecutor:
         if n == 1 or n % 100 == 0:
             log.warning("executor: session %s window #%d: the model's output is not finite (NaN or infinite; input "
                         "far out of range?), published without outputs (%d so far)", window.session, window.seq, n)
+
+    def _count_unused(self, window: Window, unused: tuple[Modality, ...]) -> None:
+        self.unused_by_session[window.session] += 1  # on the thread holding the run lock: one at a time
+        n = self.unused_by_session[window.session]
+        if n == 1 or n % 100 == 0:
+            what = "+".join(m.upper() for m in unused)
+            log.warning("session %s window #%d: the model could not use its %s (flat EEG, or an ECG without "
+                        "plausible heartbeats at 30-220 bpm?); such windows are published with "
+                        "'unused_modalities' (and a warning when nothing was usable; %d so far)", window.session,
+                        window.seq, what, n)
 
     def add_calibration(self, session_id: str, window_s: float) -> SessionCalibration:
         """Give a session a calibration state (before any window of it is submitted); returns it.
@@ -351,14 +371,15 @@ class InferenceExecutor:
             if inline:  # the thread that would score it is running the model: the quality thread does, meanwhile
                 self._quality.put(window)
         out = self.runner(key, batch)[: len(windows)]
+        unused: list[tuple[Modality, ...]] = [()] * len(windows)
         if self.calibratable:
-            probs, steps = self._heads(windows, out)
+            probs, steps, unused = self._heads(windows, out)
         else:
             probs, steps = self._activation(out).cpu().numpy(), [None] * len(windows)
         end = local_clock()
         self.batches += 1
         names = self.model.spec.outputs
-        for (window, future), row, step in zip(jobs, probs, steps, strict=True):
+        for (window, future), row, step, left_out in zip(jobs, probs, steps, unused, strict=True):
             window.trace.infer_start, window.trace.infer_end = start, end
             window.trace.batch_size = len(windows)
             calibration = None if step is None else {"state": step.state, **(step.info or {})}
@@ -370,7 +391,9 @@ class InferenceExecutor:
                 self._count_nonfinite(window)
             else:
                 outputs = {name: float(p) for name, p in zip(names, row, strict=True)}
-            result = InferenceResult(outputs, calibration, nonfinite)
+            if left_out:
+                self._count_unused(window, left_out)
+            result = InferenceResult(outputs, calibration, nonfinite, left_out)
             self.completed += 1
             if not future.cancelled():
                 future.set_result(result)

@@ -6,6 +6,7 @@ import time
 import pytest
 import zmq
 
+from rt_physio.cli import format_prediction
 from rt_physio.errors import ConfigError
 from rt_physio.publish.schema import Format, Prediction, decode, encode, validate
 from rt_physio.publish.zmq import ZmqPublisher, parse_zmq_url
@@ -24,6 +25,23 @@ def test_message_validates_and_untrained_carries_warning() -> None:
     validate(msg)
     assert msg["warning"].startswith("untrained")
     assert "warning" not in _prediction(trained=True).to_message()
+
+
+def test_unused_modalities_are_listed_and_a_warning_says_when_nothing_was_usable() -> None:
+    pred = _prediction(trained=True)
+    pred.modalities, pred.quality, pred.unused = ["eeg", "ecg"], {"eeg": 0.9, "ecg": 1.0}, ["ecg"]
+    partly = pred.to_message()
+    validate(partly)
+    assert partly["unused_modalities"] == ["ecg"]
+    assert "warning" not in partly  # the outputs come from the EEG alone: as good as an EEG-only session's
+    assert format_prediction(partly).endswith("(ecg unused)  | eeg+ecg q(eeg:0.90 ecg:1.00) | 3.2 ms")
+    pred.modalities, pred.quality = ["ecg"], {"ecg": 1.0}
+    nothing = pred.to_message()
+    validate(nothing)
+    assert nothing["unused_modalities"] == ["ecg"]
+    assert nothing["warning"].startswith("no modality the model could use in this window (ecg")
+    assert "(no usable input: ecg)" in format_prediction(nothing)
+    assert "unused_modalities" not in _prediction(trained=True).to_message()
 
 
 def test_schema_rejects_probability_out_of_range() -> None:

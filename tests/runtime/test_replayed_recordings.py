@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from rt_physio.cli import format_prediction
 from rt_physio.config import EngineConfig, SessionConfig
 from rt_physio.io import read_recording
 from rt_physio.publish.schema import Prediction, validate
@@ -62,3 +63,20 @@ def test_cinc2017_single_lead_replayed_through_lsl_gives_ecg_only_predictions(da
         assert "unused_modalities" not in message  # the model found beats in every window: it used the ECG
         assert "warning" not in message
 
+
+def test_an_ecg_the_model_cannot_use_is_flagged_in_the_message(data_dir: Path) -> None:
+    """At 4x, a 75-bpm heart looks like 300 bpm: the model finds no plausible beats and says so, not a bare 0.5."""
+    preds = _replay_into_engine(data_dir / "cinc2017" / "A00001.mat", speed=4.0, n_pred=4)
+    flagged = 0
+    for prediction in preds:
+        message = prediction.to_message()
+        validate(message)
+        assert message["modalities"] == ["ecg"]
+        prior = message["outputs"]["mental_workload"] == 0.5  # the head's output with no usable modality
+        assert ("unused_modalities" in message) == prior, message
+        if prior:
+            flagged += 1
+            assert message["unused_modalities"] == ["ecg"]
+            assert "no modality the model could use" in message["warning"]
+            assert "(no usable input: ecg)" in format_prediction(message)
+    assert flagged >= 1
