@@ -234,6 +234,9 @@ def _run_engine(args: argparse.Namespace, config: EngineConfig, printer: LinePri
     for sid, session in engine.sessions.items():
         printer.put(f"session {sid}: {session.windows_cut} windows, {engine.predictions} predictions published, "
                     f"{engine.executor.dropped} dropped, missing {session.missing_counts}")
+        reason = session.why_no_window()
+        if reason is not None:
+            log.warning("session %s: no prediction: %s", sid, reason)
     if engine.handoff_s:
         handoff = sorted(engine.handoff_s)
         p50, p99 = (1e6 * handoff[min(len(handoff) - 1, int(q * len(handoff)))] for q in (0.5, 0.99))

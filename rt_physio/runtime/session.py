@@ -248,6 +248,34 @@ class Session:
         """Newest sample timestamp of any modality (engine clock; NaN before any data)."""
         return self._data_clock()
 
+    def why_no_window(self) -> str | None:
+        """Say why no window was cut (None once one was): what each stream sent, against the window length.
+
+        For the end of a run without a single prediction: a stream that sent nothing, or a recording shorter than
+        a window (or replayed so fast that its stamps span less than one), would otherwise end in silence.
+        """
+        if self.windows_cut:
+            return None
+        parts = []
+        short = False
+        for modality, stream in self.streams.items():
+            what = f"the {modality.upper()} source {stream.spec}"
+            n = stream.source.stats.samples
+            if not n or math.isnan(stream.first_timestamp):
+                parts.append(f"{what} sent no sample")
+                continue
+            span = stream.newest_raw - stream.first_timestamp + 1.0 / stream.processor.fs_in
+            text = f"{what} sent {n} samples covering {span:.1f} s"
+            if span < self.window_s + stream.processor.delay_s:
+                short = True
+                text += (f", less than one {self.window_s:g}-s window (a recording shorter than the window, or one "
+                         "replayed too fast?)")
+            parts.append(text)
+        reason = "; ".join(parts)
+        if not short and all(not math.isnan(s.first_timestamp) for s in self.streams.values()):
+            reason += "; the run ended before the first window was complete"
+        return reason
+
     def _data_clock(self) -> float:
         newest = [s.processor.newest_timestamp for s in self.streams.values()]
         finite = [t for t in newest if not math.isnan(t)]

@@ -8,6 +8,7 @@ session of an in-process :class:`~rt_physio.runtime.engine.Engine`.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -80,3 +81,31 @@ def test_an_ecg_the_model_cannot_use_is_flagged_in_the_message(data_dir: Path) -
             assert "no modality the model could use" in message["warning"]
             assert "(no usable input: ecg)" in format_prediction(message)
     assert flagged >= 1
+
+
+def test_a_recording_shorter_than_a_window_says_so_when_the_run_ends(data_dir: Path) -> None:
+    """The shortest CinC 2017 record (9 s) at 4x is 2.3 s of stream: no window can fill, and the session says why."""
+    name = f"rtp-rec-{uuid.uuid4().hex[:8]}"
+    player = Player(read_recording(data_dir / "cinc2017" / "A05493.hea"), name=name, speed=4.0)
+    n = player.tracks["ecg"].signal.n_samples
+    config = EngineConfig(sessions=(SessionConfig("short", None, f"lsl:{name}-ECG"),),
+                          publish=(f"zmq://127.0.0.1:{free_port()}",), device="cpu")
+    engine = Engine(config)
+    try:
+        engine.start()
+        session = engine.sessions["short"]
+        assert session.why_no_window() == f"the ECG source lsl:{name}-ECG sent no sample"
+        player.start()
+        assert player.wait(20.0)
+        source = session.streams["ecg"].source
+        deadline = time.monotonic() + 10.0
+        while source.stats.samples < n and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a counter, with a deadline: the samples are in flight
+        assert source.stats.samples == n
+    finally:
+        engine.stop()
+        player.stop()
+    assert engine.predictions == 0
+    assert session.why_no_window() == (
+        f"the ECG source lsl:{name}-ECG sent {n} samples covering 2.3 s, less than one 5-s window (a recording "
+        "shorter than the window, or one replayed too fast?)")
