@@ -81,6 +81,9 @@ class _FeaturesOut(nn.Module):
 
 ResultCallback = Callable[[Window, InferenceResult], None]
 
+#: What usually makes a modality unusable to a model with presence flags (for the log).
+_UNUSABLE: dict[Modality, str] = {"eeg": "a flat EEG", "ecg": "no plausible heartbeats, 30-220 bpm, in the ECG"}
+
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sigmoid": torch.sigmoid,
     "softmax": lambda logits: torch.softmax(logits, dim=-1),
@@ -329,11 +332,10 @@ class InferenceExecutor:
         self.unused_by_session[window.session] += 1  # on the thread holding the run lock: one at a time
         n = self.unused_by_session[window.session]
         if n == 1 or n % 100 == 0:
-            what = "+".join(m.upper() for m in unused)
-            log.warning("session %s window #%d: the model could not use its %s (flat EEG, or an ECG without "
-                        "plausible heartbeats at 30-220 bpm?); such windows are published with "
-                        "'unused_modalities' (and a warning when nothing was usable; %d so far)", window.session,
-                        window.seq, what, n)
+            why = " and ".join(_UNUSABLE[m] for m in unused)
+            log.warning("session %s window #%d: the model could not use its %s (%s?); such windows are published "
+                        "with 'unused_modalities' (and a warning when nothing was usable; %d so far)", window.session,
+                        window.seq, "+".join(m.upper() for m in unused), why, n)
 
     def add_calibration(self, session_id: str, window_s: float) -> SessionCalibration:
         """Give a session a calibration state (before any window of it is submitted); returns it.

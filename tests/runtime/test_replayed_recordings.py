@@ -7,6 +7,7 @@ session of an in-process :class:`~rt_physio.runtime.engine.Engine`.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -65,9 +66,11 @@ def test_cinc2017_single_lead_replayed_through_lsl_gives_ecg_only_predictions(da
         assert "warning" not in message
 
 
-def test_an_ecg_the_model_cannot_use_is_flagged_in_the_message(data_dir: Path) -> None:
+def test_an_ecg_the_model_cannot_use_is_flagged_in_the_message(data_dir: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
     """At 4x, a 75-bpm heart looks like 300 bpm: the model finds no plausible beats and says so, not a bare 0.5."""
-    preds = _replay_into_engine(data_dir / "cinc2017" / "A00001.mat", speed=4.0, n_pred=4)
+    with caplog.at_level(logging.WARNING, logger="rt_physio.runtime.executor"):
+        preds = _replay_into_engine(data_dir / "cinc2017" / "A00001.mat", speed=4.0, n_pred=4)
     flagged = 0
     for prediction in preds:
         message = prediction.to_message()
@@ -81,6 +84,9 @@ def test_an_ecg_the_model_cannot_use_is_flagged_in_the_message(data_dir: Path) -
             assert "no modality the model could use" in message["warning"]
             assert "(no usable input: ecg)" in format_prediction(message)
     assert flagged >= 1
+    logged = [r.getMessage() for r in caplog.records if "could not use" in r.getMessage()]
+    assert len(logged) == 1  # once, not per window
+    assert "could not use its ECG (no plausible heartbeats, 30-220 bpm, in the ECG?)" in logged[0]
 
 
 def test_a_recording_shorter_than_a_window_says_so_when_the_run_ends(data_dir: Path) -> None:
