@@ -25,7 +25,7 @@ FORMATS: tuple[Format, ...] = get_args(Format)
 UNTRAINED_WARNING = "untrained model: outputs are random and carry no meaning"
 NONFINITE_WARNING = "the model's output was not finite (NaN or infinite) for this window: no outputs"
 NOTHING_USABLE_WARNING = ("no modality the model could use in this window ({unused}: flat EEG, or an ECG without "
-                          "plausible heartbeats?): outputs carry no information")
+                          "plausible heartbeats?): the window's own output carries no information")
 
 
 @dataclass(slots=True)
