@@ -79,8 +79,24 @@ def processor_for(spec: ModelSpec, modality: Modality, info: StreamInfo, line_fr
 
     ``n_channels`` overrides the stream's channel count (when only some of its channels feed the model). The
     processor comes from :func:`rt_physio.nn.preprocessing.build_processor`, as in training.
+
+    Raises
+    ------
+    ConfigError
+        The stream is too slow to carry any of the model's band-pass (whose upper edge is otherwise clipped below
+        the stream's Nyquist frequency, with a warning).
     """
-    return build_processor(spec.preprocessing.get(modality), info.sfreq, n_channels or info.n_channels,
+    preprocessing = spec.preprocessing.get(modality)
+    if preprocessing is not None and preprocessing.bandpass is not None:
+        low, high = preprocessing.bandpass
+        top = 0.9 * info.sfreq / 2  # StreamProcessor clips the upper edge here
+        if low >= top:
+            what = modality.upper()
+            raise ConfigError(f"The {what} stream {info.name!r} runs at {info.sfreq:g} Hz, too slow for model "
+                              f"{spec.name!r}: its {what} band-pass starts at {low:g} Hz (up to {high:g} Hz), and a "
+                              f"{info.sfreq:g}-Hz stream carries at most {top:g} Hz. Is its rate right (--rate / "
+                              "rate= of a CSV file)?")
+    return build_processor(preprocessing, info.sfreq, n_channels or info.n_channels,
                            line_freq=line_freq, fs_out=spec.sfreq, capacity_s=max(30.0, 4 * window_s))
 
 

@@ -17,9 +17,11 @@ import pytest
 
 from rt_physio.cli import format_prediction
 from rt_physio.config import EngineConfig, SessionConfig
+from rt_physio.errors import ConfigError
 from rt_physio.io import read_recording
 from rt_physio.publish.schema import Prediction, validate
 from rt_physio.runtime.engine import Engine
+from rt_physio.sources import replay as replay_mod
 from rt_physio.sources.replay import Player
 from tests.conftest import free_port
 
@@ -115,3 +117,14 @@ def test_a_recording_shorter_than_a_window_says_so_when_the_run_ends(data_dir: P
     assert session.why_no_window() == (
         f"the ECG source lsl:{name}-ECG sent {n} samples covering 2.3 s, less than one 5-s window (a recording "
         "shorter than the window, or one replayed too fast?)")
+
+
+def test_a_stream_too_slow_for_the_model_band_is_refused_by_name(data_dir: Path) -> None:
+    """A CSV replayed with a wrong rate (1 Hz) cannot carry the ECG band from 0.5 Hz: a ConfigError, no traceback."""
+    spec = f"replay:{data_dir / 'neurokit' / 'ecg_1000hz.csv'}?rate=1&duration=20"
+    config = EngineConfig(sessions=(SessionConfig("slow", None, spec),), publish=(f"zmq://127.0.0.1:{free_port()}",),
+                          device="cpu")
+    with pytest.raises(ConfigError, match=r"The ECG stream 'ecg_1000hz-ECG' runs at 1 Hz, too slow for model "
+                                          r"'eegmat-fusion': its ECG band-pass starts at 0\.5 Hz"):
+        Engine(config)
+    assert not replay_mod._PLAYERS  # the source opened before the refusal was closed
