@@ -15,8 +15,9 @@ modality sets, grid 1e-3..1e2), the per-set Platt maps are fitted on the inner v
 * ``hybrid_random`` — classical features and the mean-pooled random embeddings;
 * ``deep_pretrained`` / ``hybrid_pretrained`` — frozen pre-trained encoders (mean + SD pooling): ``--ecg-encoder``
   and, per fold, ``--eeg-encoder-folds K-L=PATH`` (an EEG encoder whose corpus excluded folds K..L);
-* ``deep_pretrained_attn`` — the same encoders, attention pooling: per fold, the queries are learned on the 28
-  training subjects' windows (:func:`~rt_physio.training.attention_pool.fit_queries`), never on the held-out fold.
+* ``deep_pretrained_attn`` / ``hybrid_pretrained_attn`` — the same encoders, attention pooling (alone / beside the
+  classical features): per fold, the queries are learned on the 28 training subjects' windows
+  (:func:`~rt_physio.training.attention_pool.fit_queries`), never on the held-out fold.
 
 Each arm uncalibrated and calibrated (features centred on each person's first ``--calibrate`` s of rest; those
 windows are never scored, and the uncalibrated rows are scored on the same windows), on EEG + ECG, EEG and ECG.
@@ -320,6 +321,7 @@ ARM_LABELS: dict[str, str] = {
     "deep_random_sd": "deep, random frozen encoders (mean + SD pooling)",
     "deep_pretrained": "deep, pre-trained frozen encoders (mean + SD pooling)",
     "deep_pretrained_attn": "deep, pre-trained frozen encoders (attention pooling)",
+    "hybrid_pretrained_attn": "hybrid: classical + pre-trained embeddings (attention pooling)",
     "hybrid_random": "hybrid: classical + random-encoder embeddings",
     "hybrid_pretrained": "hybrid: classical + pre-trained embeddings",
 }
@@ -433,10 +435,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 arm_blocks = [combine(b, classical) for b, _ in per_fold]
             blocks[arm] = [arm_blocks] * args.seeds
-        elif arm == "deep_pretrained_attn":
+        elif arm in ("deep_pretrained_attn", "hybrid_pretrained_attn"):
             subjects = sorted(set(windows.subjects.tolist()))
             folds = [subjects[i:i + 4] for i in range(0, len(subjects), 4)]
-            blocks[arm] = [attention_blocks(windows, args.cache, _fold_encoders(args), folds)] * args.seeds
+            attn = attention_blocks(windows, args.cache, _fold_encoders(args), folds)
+            arm_blocks = attn if arm == "deep_pretrained_attn" else [combine(b, classical) for b in attn]
+            blocks[arm] = [arm_blocks] * args.seeds
             log.info("attention-pooled embeddings (%.0f s)", time.monotonic() - t0)
         else:
             ap.error(f"unknown arm {arm!r}")
