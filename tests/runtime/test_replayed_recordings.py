@@ -2,7 +2,9 @@
 
 A CinC 2017 record (a WFDB record whose samples are in a ``.mat`` file: 300 Hz, one lead, like a chest strap's) goes
 through a :class:`~rt_physio.sources.replay.Player` (what ``rt-physio replay FILE`` runs) into an ``lsl:`` ECG-only
-session of an in-process :class:`~rt_physio.runtime.engine.Engine`.
+session of an in-process :class:`~rt_physio.runtime.engine.Engine`. Also what the engine says when such a recording
+cannot give an estimate: an ECG the model cannot use (replayed 4x too fast), a recording shorter than a window, a
+stream too slow for the model's band-pass.
 """
 
 from __future__ import annotations
