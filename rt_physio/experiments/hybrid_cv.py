@@ -55,6 +55,7 @@ from rt_physio.training.hybrid import (
     cached_features,
     centre,
     classical_block,
+    fingerprint,
     fit_head_with_platt,
     head_logits,
     load_windows,
@@ -118,7 +119,7 @@ def attention_blocks(windows: Windows, cache: Path, encoders: list[dict[str, Pat
         emb = {}
         for m, path in fold_encoders.items():
             if path not in loaded:
-                file = cache / f"patches-{m}_{path.name}.npy"
+                file = cache / f"patches-{m}_{path.name}-{fingerprint(windows)}.npy"  # per window set
                 if file.is_file():
                     loaded[path] = np.load(file)
                 else:

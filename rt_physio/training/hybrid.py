@@ -43,6 +43,7 @@ __all__ = [
     "centre",
     "classical_block",
     "dropout_rows",
+    "fingerprint",
     "fit_head",
     "fit_head_with_platt",
     "fit_platt",
@@ -88,7 +89,8 @@ def load_windows(data: str | Path, subjects: Sequence[int], cache: Path | None =
     return Windows(ds, ds.labels[:, 0].astype(np.float64), ds.subjects)
 
 
-def _fingerprint(windows: Windows) -> str:
+def fingerprint(windows: Windows) -> str:
+    """Hash which windows these are (subjects, starts, labels): the key of every feature cache."""
     h = hashlib.sha256()
     for arr in (windows.subjects.astype(str), windows.dataset.starts, windows.labels):
         h.update(np.ascontiguousarray(arr).tobytes() if arr.dtype != object else "|".join(arr).encode())
@@ -100,7 +102,7 @@ def cached_features(model: HybridModel | ClassicalModel, windows: Windows, path:
     """``model.features`` of every window (each with the modalities its recording has), cached in ``path``."""
     from rt_physio.training.evaluate import model_features
 
-    key = _fingerprint(windows)
+    key = fingerprint(windows)
     if path is not None and path.is_file():
         with np.load(path, allow_pickle=False) as z:
             if str(z["key"]) == key and z["feats"].shape[1] == model.n_features:

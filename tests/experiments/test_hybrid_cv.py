@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rt_physio.experiments.hybrid_cv import Smoothing, attention_blocks, cross_validate
-from rt_physio.training.hybrid import C_GRID, Windows, select_c
+from rt_physio.training.hybrid import C_GRID, Windows, fingerprint, select_c
 
 
 def _fake(n_subjects: int = 32, per: int = 24, seed: int = 0) -> tuple[Windows, tuple]:
@@ -100,7 +100,7 @@ def test_attention_queries_of_a_fold_never_read_its_held_out_subjects(tmp_path) 
         e = emb.copy()
         if variant == "scrambled":
             e[held] = rng.normal(size=e[held].shape)
-        np.save(cache / "patches-eeg_enc.npy", e)  # read instead of computing the encoder's embeddings
+        np.save(cache / f"patches-eeg_enc-{fingerprint(windows)}.npy", e)  # read instead of running an encoder
         blocks.append(attention_blocks(windows, cache, [{"eeg": Path("enc")}] * 2, folds))
     (x_a, p_a, fm_a), (x_b, _, _) = blocks[0][0], blocks[1][0]
     assert x_a.shape == (len(windows), 200) and fm_a.tolist() == [0] * 200 and not p_a[:, 1].any()
