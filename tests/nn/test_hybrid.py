@@ -21,6 +21,20 @@ def _ecg(n: int = 1000, sfreq: float = 200.0, hr: float = 72.0) -> np.ndarray:
     return sum(np.exp(-((t - b) ** 2) / (2 * 0.01**2)) for b in beats)[None, :] * 10.0
 
 
+def _fields(architecture: dict) -> dict:
+    """model.toml fields of an untrained hybrid model for 5-s windows at 200 Hz."""
+    return {
+        "trained": False,
+        "architecture": architecture,
+        "inputs": {"sfreq": 200.0, "window_s": 5.0, "scale_uv": 100.0, "eeg": {"channels": []},
+                   "ecg": {"channels": []}},
+        "preprocessing": {"eeg": {"bandpass": [0.3, 75.0], "notch": True},
+                          "ecg": {"bandpass": [0.5, 45.0], "notch": True}},
+        "outputs": {"names": ["mental_workload"], "activation": "sigmoid"},
+        "provenance": {"seed": 0},
+    }
+
+
 def test_features_have_one_length_for_any_montage() -> None:
     rng = np.random.default_rng(0)
     f14, p14 = summary_features(rng.normal(size=(14, 5, 200)), _ecg())
@@ -57,16 +71,7 @@ def test_save_and_load_a_hybrid_with_encoders(tmp_path: Path) -> None:
     torch.manual_seed(0)
     enc = {"d_model": 200, "seq_len": 30, "nhead": 8, "n_layer": 1, "dim_feedforward": 32}
     model = HybridModel(CBraMod(**enc), None, features=True, pooling="mean_sd")
-    fields = {
-        "trained": False,
-        "architecture": {"type": "hybrid", "hybrid": {"features": True, "pooling": "mean_sd"}, "eeg": enc},
-        "inputs": {"sfreq": 200.0, "window_s": 5.0, "scale_uv": 100.0, "eeg": {"channels": []},
-                   "ecg": {"channels": []}},
-        "preprocessing": {"eeg": {"bandpass": [0.3, 75.0], "notch": True},
-                          "ecg": {"bandpass": [0.5, 45.0], "notch": True}},
-        "outputs": {"names": ["mental_workload"], "activation": "sigmoid"},
-        "provenance": {"seed": 0},
-    }
+    fields = _fields({"type": "hybrid", "hybrid": {"features": True, "pooling": "mean_sd"}, "eeg": enc})
     save_model(tmp_path / "hyb", model, fields, dtype=torch.float32)
     loaded = load_model(tmp_path / "hyb")
     assert isinstance(loaded.module, HybridModel) and loaded.spec.modalities == ("eeg", "ecg")
@@ -99,17 +104,7 @@ def test_save_and_load_a_hybrid_with_attention_queries(tmp_path: Path) -> None:
     with torch.no_grad():
         model.eeg_query.normal_()
         model.ecg_query.normal_()
-    fields = {
-        "trained": False,
-        "architecture": {"type": "hybrid", "hybrid": {"features": False, "pooling": "attention"}, "eeg": enc,
-                         "ecg": enc},
-        "inputs": {"sfreq": 200.0, "window_s": 5.0, "scale_uv": 100.0, "eeg": {"channels": []},
-                   "ecg": {"channels": []}},
-        "preprocessing": {"eeg": {"bandpass": [0.3, 75.0], "notch": True},
-                          "ecg": {"bandpass": [0.5, 45.0], "notch": True}},
-        "outputs": {"names": ["mental_workload"], "activation": "sigmoid"},
-        "provenance": {"seed": 0},
-    }
+    fields = _fields({"type": "hybrid", "hybrid": {"features": False, "pooling": "attention"}, "eeg": enc, "ecg": enc})
     save_model(tmp_path / "attn", model, fields, dtype=torch.float32)
     loaded = load_model(tmp_path / "attn")
     assert isinstance(loaded.module, HybridModel) and loaded.module.pooling == "attention"
