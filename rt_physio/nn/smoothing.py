@@ -6,6 +6,13 @@ the mean, in the pre-activation (logit) domain, of the outputs of the windows of
 the last ``S`` seconds (the current one included). The price is lag: after a change of state the smoothed output
 needs up to ``S`` seconds to follow. ``S = 0`` publishes every window's own output.
 
+A window with no usable input (every modality it has was unusable to the model: a flat or non-finite EEG, an ECG
+without plausible beats) does not enter the mean: its own output is the model's output for no input (0.5 for a
+sigmoid), which would pull the mean toward it. Its published output is the mean of the usable windows that ended in
+the last ``S`` seconds before its own end, or, when there is none, its own output; the number of windows the mean
+holds is then 0 (the live message says so in ``smoothing.windows``, and keeps its ``unused_modalities`` and
+``warning``).
+
 The mean is taken on logits (sigmoid), log-probabilities (softmax, renormalised) or the values themselves
 (identity), so that a smoothed output is again a probability of the same kind. One function,
 :func:`smooth_series`, serves offline evaluation (per recording, in time order); :class:`OutputSmoother` is the
@@ -77,38 +84,50 @@ class OutputSmoother:
         """Return the number of windows in the current mean."""
         return len(self._recent)
 
-    def update(self, t_end: float, values: ArrayLike) -> NDArray[np.float64]:
+    def update(self, t_end: float, values: ArrayLike, usable: bool = True) -> NDArray[np.float64]:
         """Add the window that ended at ``t_end`` with outputs ``values``; return the smoothed outputs.
 
-        A window that ends before the newest one seen (a clock step backwards) restarts the mean.
+        A window that ends before the newest one seen (a clock step backwards) restarts the mean. A window that
+        is not ``usable`` (no usable input) is not added: the result is the mean of the usable windows of the last
+        ``seconds`` before ``t_end``, or ``values`` itself when there is none (``len(self)`` is then 0).
         """
         z = to_logits(values, self.activation)
         if self._recent and t_end < self._recent[-1][0]:
             self._recent.clear()
-        self._recent.append((float(t_end), z))
-        while len(self._recent) > 1 and self._recent[0][0] <= t_end - self.seconds:  # the current one stays
+        if usable:
+            self._recent.append((float(t_end), z))
+        keep = 1 if usable else 0  # the current window always stays in its own mean
+        while len(self._recent) > keep and self._recent[0][0] <= t_end - self.seconds:
             self._recent.popleft()
+        if not self._recent:
+            return from_logits(z, self.activation)
         mean = np.mean([v for _, v in self._recent], axis=0)
         return from_logits(mean, self.activation)
 
 
 def smooth_series(t_end: ArrayLike, values: ArrayLike, groups: Sequence[object] | NDArray[np.object_],
-                  seconds: float, activation: str) -> NDArray[np.float64]:
+                  seconds: float, activation: str, usable: ArrayLike | None = None) -> NDArray[np.float64]:
     """Smooth the outputs of many windows offline: per group (a session or recording), in order of ``t_end``.
 
-    ``values`` has one row per window (or is 1-d); the result has the same shape and row order.
+    ``values`` has one row per window (or is 1-d); the result has the same shape and row order. ``usable`` (one
+    bool per window; None: all) marks the windows that had usable input: the others stay out of every mean and
+    get the mean of the usable windows before them, as :meth:`OutputSmoother.update` does live.
     """
     seconds = _check_seconds(seconds)
     t = np.asarray(t_end, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
     g = np.asarray(groups, dtype=object)
-    if not (len(t) == len(v) == len(g)):
-        raise ValueError(f"t_end, values and groups differ in length: {len(t)}, {len(v)}, {len(g)}")
+    u = np.ones(len(t), dtype=bool) if usable is None else np.asarray(usable)
+    if u.dtype != np.bool_ or u.ndim != 1:
+        raise ValueError(f"usable must be a 1-d bool mask, got dtype {u.dtype} and shape {u.shape}")
+    if not (len(t) == len(v) == len(g) == len(u)):
+        raise ValueError(f"t_end, values, groups and usable differ in length: {len(t)}, {len(v)}, {len(g)}, "
+                         f"{len(u)}")
     out = np.empty_like(v)
     for group in dict.fromkeys(g.tolist()):
         rows = np.flatnonzero(g == group)
         rows = rows[np.argsort(t[rows], kind="stable")]
         smoother = OutputSmoother(seconds, activation)
         for r in rows:
-            out[r] = smoother.update(float(t[r]), v[r])
+            out[r] = smoother.update(float(t[r]), v[r], usable=bool(u[r]))
     return out

@@ -264,7 +264,9 @@ class Engine:
         """Return the outputs to publish: the window's own, or their running mean over ``smoothing_s`` seconds.
 
         The mean restarts when the session's calibration state changes (the calibrated head's outputs are not
-        mixed with the uncalibrated ones) and skips windows without outputs (calibrating, not finite).
+        mixed with the uncalibrated ones) and skips windows without outputs (calibrating, not finite). A window with
+        no usable input stays out of the mean and publishes the mean of the usable windows before it (its own
+        output when there is none; ``windows`` is then 0), see :mod:`rt_physio.nn.smoothing`.
         """
         smoother = self._smoothers.get(window.session)
         if smoother is None:
@@ -276,7 +278,8 @@ class Engine:
         if not result.probabilities:
             return result.probabilities, None
         names = list(result.probabilities)
-        mean = smoother.update(window.t_end, [result.probabilities[n] for n in names])
+        mean = smoother.update(window.t_end, [result.probabilities[n] for n in names],
+                               usable=not result.nothing_usable)
         smoothed = {n: float(v) for n, v in zip(names, mean, strict=True)}
         return smoothed, {"seconds": smoother.seconds, "windows": len(smoother),
                           "window_outputs": dict(result.probabilities)}
@@ -305,15 +308,19 @@ class Engine:
         because inference fell behind), ``recorder`` (chunks and predictions the recorder's writer had no room
         for), ``zmq`` (messages ZeroMQ refused, all sessions: they share the socket), ``mqtt`` (this session's
         predictions dropped from full MQTT buffers), ``mqtt_control`` (this session's incoming control messages
-        dropped from a full inbox) and ``nonfinite_outputs`` (this session's windows whose model output was not
-        finite: published without outputs); then one key per :meth:`count_drops` counter (``printer``: lines the
-        CLI could not print, all sessions).
+        dropped from a full inbox), ``nonfinite_outputs`` (this session's windows whose model output was not
+        finite: published without outputs), ``no_usable_input`` (this session's windows in which the model could
+        use none of the modalities: published with ``unused_modalities`` and a warning, their own output kept out of
+        any running mean); then one key per :meth:`count_drops` counter (``printer``: lines the CLI could not
+        print, all sessions).
         """
-        counts = {"executor": 0, "recorder": 0, "zmq": 0, "mqtt": 0, "mqtt_control": 0, "nonfinite_outputs": 0}
+        counts = {"executor": 0, "recorder": 0, "zmq": 0, "mqtt": 0, "mqtt_control": 0, "nonfinite_outputs": 0,
+                  "no_usable_input": 0}
         executor = getattr(self, "executor", None)  # None while the engine is being built
         if executor is not None:
             counts["executor"] = executor.dropped_by_session.get(session_id, 0)
             counts["nonfinite_outputs"] = executor.nonfinite_by_session.get(session_id, 0)
+            counts["no_usable_input"] = executor.nothing_usable_by_session.get(session_id, 0)
         if self.recorder is not None:
             counts["recorder"] = self.recorder.dropped_for(session_id)
         for publisher in self.publishers:

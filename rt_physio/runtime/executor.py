@@ -57,13 +57,15 @@ class InferenceResult:
     ``calibration`` is None for a session without calibration, else ``{"state": "calibrating" | "calibrated",
     ...}`` with the baseline's length, progress or window count. ``unused`` lists the window's modalities that the
     model found unusable and left out (a model that reports presence flags: flat EEG, an ECG without plausible
-    beats); with every modality unused the output is the model's output for no input, which says nothing.
+    beats); with every modality unused (``nothing_usable``) the output is the model's output for no input, which
+    says nothing.
     """
 
     probabilities: dict[str, float]
     calibration: dict[str, Any] | None = None
     nonfinite: bool = False  # the model's output was NaN or infinite: ``probabilities`` is empty
     unused: tuple[Modality, ...] = ()
+    nothing_usable: bool = False  # every modality of the window is in ``unused``
 
 
 class _FeaturesOut(nn.Module):
@@ -180,6 +182,7 @@ class InferenceExecutor:
         self.dropped_by_session: Counter[str] = Counter()  # windows dropped because inference fell behind
         self.nonfinite_by_session: Counter[str] = Counter()  # windows whose model output was NaN or infinite
         self.unused_by_session: Counter[str] = Counter()  # windows with a modality the model could not use
+        self.nothing_usable_by_session: Counter[str] = Counter()  # windows with no modality the model could use
         self._counts_lock = threading.Lock()  # sessions' threads drop windows concurrently
         self.batches = 0
         self.inline_batches = 0
@@ -328,8 +331,10 @@ class InferenceExecutor:
             log.warning("executor: session %s window #%d: the model's output is not finite (NaN or infinite; input "
                         "far out of range?), published without outputs (%d so far)", window.session, window.seq, n)
 
-    def _count_unused(self, window: Window, unused: tuple[Modality, ...]) -> None:
+    def _count_unused(self, window: Window, unused: tuple[Modality, ...], nothing_usable: bool) -> None:
         self.unused_by_session[window.session] += 1  # on the thread holding the run lock: one at a time
+        if nothing_usable:
+            self.nothing_usable_by_session[window.session] += 1
         n = self.unused_by_session[window.session]
         if n == 1 or n % 100 == 0:
             why = " and ".join(_UNUSABLE[m] for m in unused)
@@ -393,9 +398,10 @@ class InferenceExecutor:
                 self._count_nonfinite(window)
             else:
                 outputs = {name: float(p) for name, p in zip(names, row, strict=True)}
+            nothing_usable = bool(left_out) and set(window.modalities) <= set(left_out)
             if left_out:
-                self._count_unused(window, left_out)
-            result = InferenceResult(outputs, calibration, nonfinite, left_out)
+                self._count_unused(window, left_out, nothing_usable)
+            result = InferenceResult(outputs, calibration, nonfinite, left_out, nothing_usable)
             self.completed += 1
             if not future.cancelled():
                 future.set_result(result)

@@ -113,5 +113,5 @@ def test_engine_publishes_huge_input_windows_without_outputs_and_counts_them(
     counts = engine.drop_counts("s1")
     assert counts["nonfinite_outputs"] == engine.predictions >= 4
     assert counts == {"executor": 0, "recorder": 0, "zmq": 0, "mqtt": 0, "mqtt_control": 0,
-                      "nonfinite_outputs": engine.predictions, "printer": 7}
+                      "nonfinite_outputs": engine.predictions, "no_usable_input": 0, "printer": 7}
     assert not [r for r in caplog.records if r.exc_info is not None]  # no traceback, per window or at all

@@ -9,19 +9,24 @@ stream too slow for the model's band-pass.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import threading
 import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
+import zmq
 
 from rt_physio.cli import format_prediction
 from rt_physio.config import EngineConfig, SessionConfig
 from rt_physio.errors import ConfigError
 from rt_physio.io import read_recording
-from rt_physio.publish.schema import Prediction, validate
+from rt_physio.nn.smoothing import from_logits, to_logits
+from rt_physio.publish.schema import Prediction, validate, validate_status
 from rt_physio.runtime.engine import Engine
 from rt_physio.sources import replay as replay_mod
 from rt_physio.sources.replay import Player
@@ -91,6 +96,71 @@ def test_an_ecg_the_model_cannot_use_is_flagged_in_the_message(data_dir: Path,
     logged = [r.getMessage() for r in caplog.records if "could not use" in r.getMessage()]
     assert len(logged) == 1  # once, not per window
     assert "could not use its ECG (no plausible heartbeats, 30-220 bpm, in the ECG?)" in logged[0]
+
+
+def test_windows_with_no_usable_input_stay_out_of_the_mean_and_are_counted(data_dir: Path) -> None:
+    """The default model's own smoothing (10 s) on a real ECG whose electrode goes flat for 7 s, then comes back.
+
+    Replayed at 2x (a 75-bpm heart looks like 150 bpm: still plausible) to keep the test short.
+    """
+    record = read_recording(data_dir / "cinc2017" / "A00001.mat")
+    ecg = record.signals["ecg"]
+    data = ecg.data.copy()
+    data[round(12 * ecg.sfreq): round(19 * ecg.sfreq)] = 0.0  # flat: no heartbeat to find
+    record = dataclasses.replace(record, signals={"ecg": dataclasses.replace(ecg, data=data)})
+    name = f"rtp-rec-{uuid.uuid4().hex[:8]}"
+    player = Player(record, name=name, speed=2.0)
+    port = free_port()
+    sub: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"rt_physio/rec/status")
+    sub.connect(f"tcp://127.0.0.1:{port}")
+    got: list[Prediction] = []
+    config = EngineConfig(sessions=(SessionConfig("rec", None, f"lsl:{name}-ECG"),), hop_s=0.5, status_every_s=0.5,
+                          publish=(f"zmq://127.0.0.1:{port}",), device="cpu")
+    engine = Engine(config, on_prediction=got.append)
+    counted: dict[str, int] = {}
+    try:
+        engine.start()
+        player.start()
+        deadline = time.monotonic() + 60
+        # until a status counts windows without usable input, and usable windows came before and after one
+        while time.monotonic() < deadline and not (counted.get("no_usable_input", 0) >= 1 and _mixed(got)):
+            engine._watchdog()  # what Engine.run does between its waits: publishes the heartbeats
+            if sub.poll(100):
+                status = json.loads(sub.recv_multipart()[1])
+                validate_status(status)
+                counted = status["drops"]
+    finally:
+        engine.stop()
+        player.stop()
+        sub.close()
+    assert counted.get("no_usable_input", 0) >= 1, counted
+    assert _mixed(got), [p.unused for p in got]
+    assert engine.smoothing_s == 10.0  # the model's outputs.smoothing_s
+    nothing = [bool(p.unused) for p in got]  # ECG-only session: an unused ECG leaves nothing usable
+    assert engine.drop_counts("rec")["no_usable_input"] == sum(nothing)
+    t_end = np.array([p.t_end for p in got])
+    own = np.array([p.smoothing["window_outputs"]["mental_workload"] for p in got if p.smoothing])
+    assert len(own) == len(got)
+    for i, pred in enumerate(got):
+        message = pred.to_message()
+        validate(message)
+        inside = np.array([not nothing[j] and t_end[j] > t_end[i] - 10.0 for j in range(i + 1)])
+        assert message["smoothing"]["windows"] == int(inside.sum()), i
+        if inside.any():  # the mean of the usable windows of the last 10 s, whatever this window's own output
+            expected = float(from_logits(to_logits(own[: i + 1][inside], "sigmoid").mean(), "sigmoid"))
+        else:
+            expected = own[i]
+        assert message["outputs"]["mental_workload"] == pytest.approx(expected, abs=1e-6), i
+        if nothing[i]:
+            assert own[i] == 0.5 and message["unused_modalities"] == ["ecg"] and "warning" in message
+
+
+def _mixed(preds: list[Prediction]) -> bool:
+    """A window with no usable input after a usable one, then a usable one again."""
+    flags = "".join("x" if p.unused else "u" for p in preds)  # x: nothing usable (an ECG-only session)
+    return "ux" in flags and "xu" in flags[flags.index("ux"):]
 
 
 def test_a_recording_shorter_than_a_window_says_so_when_the_run_ends(data_dir: Path) -> None:
