@@ -43,6 +43,13 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "rt_physio": (".json",),  # a recording folder (rt-physio run --record), or its recording.json
 }
 
+#: What the "cannot tell the format" message adds to a format's suffixes (a ``.mat`` depends on its neighbours).
+_SUFFIX_NOTES = {
+    "wfdb": "or .mat beside a .hea of the same name, as in PhysioNet/CinC 2017",
+    "dreamer": "without a .hea beside it",
+    "rt_physio": "or a recording folder",
+}
+
 
 def detect_format(path: Path) -> str:
     """Return the format name of ``path`` from its suffix (a WFDB record may be named without one).
@@ -65,7 +72,8 @@ def detect_format(path: Path) -> str:
             return name
     if path.with_suffix(path.suffix + ".hea").is_file() or path.with_suffix(".hea").is_file():
         return "wfdb"
-    known = ", ".join(f"{name} ({' '.join(s)})" for name, s in FORMATS.items())
+    known = ", ".join(f"{name} ({' '.join(s)}{', ' + _SUFFIX_NOTES[name] if name in _SUFFIX_NOTES else ''})"
+                      for name, s in FORMATS.items())
     raise ConfigError(f"Cannot tell the format of {str(path)!r} from its name; known formats: {known}.")
 
 
@@ -78,8 +86,8 @@ def read_recording(path: str | Path, *, rate: float | None = None, subject: int 
     Parameters
     ----------
     path : str or Path
-        The file: EDF/BDF, WFDB (``.hea``/``.dat`` or the record name), XDF, CSV (header row, one column per
-        channel), DREAMER.mat, or an rt_physio recording folder.
+        The file: EDF/BDF, WFDB (``.hea``/``.dat``, a ``.mat`` beside a ``.hea``, or the record name), XDF, CSV
+        (header row, one column per channel), DREAMER.mat, or an rt_physio recording folder.
     rate : float, optional
         Sampling rate of a CSV file, Hz (required for CSV, refused for the other formats).
     subject, clip : int, optional

@@ -150,8 +150,11 @@ def test_dreamer_mat_subject_and_clip(tmp_path):
 def test_bad_inputs_get_clear_errors(tmp_path, data_dir):
     with pytest.raises(ConfigError, match="does not exist"):
         read_recording(tmp_path / "missing.edf")
-    with pytest.raises(ConfigError, match="Cannot tell the format"):
+    with pytest.raises(ConfigError, match="Cannot tell the format") as info:
         read_recording(tmp_path / "notes.docx")
+    # a .mat is WFDB beside a .hea (CinC 2017), DREAMER.mat otherwise: the list says both
+    assert "wfdb (.hea .dat, or .mat beside a .hea of the same name, as in PhysioNet/CinC 2017)" in str(info.value)
+    assert "dreamer (.mat, without a .hea beside it)" in str(info.value)
     with pytest.raises(ConfigError, match="'rate' option is for CSV"):
         read_recording(data_dir / "eegmat" / "Subject00_2.edf", rate=250)
     with pytest.raises(ConfigError, match="channel 'Lead II' is missing"):
