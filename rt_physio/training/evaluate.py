@@ -9,7 +9,8 @@ scored on what it has.
 
 The report maps each modality set (``"eeg,ecg"``, ``"eeg"``, ``"ecg"``) to ``n_windows``,
 ``balanced_accuracy``, ``f1``, ``auroc``, ``auc_pr`` (over all windows pooled) and ``per_subject`` (the same
-metrics per subject), plus ``subjects``, ``model``, ``weights_sha256`` and ``threshold``.
+metrics per subject), plus ``subjects``, ``model``, ``weights_sha256``, ``threshold``, ``smoothing_s`` and
+``no_usable_input``.
 
 Models that split into features and a head (:mod:`rt_physio.nn.calibration`: the classical model, a
 fusion model with a calibrated head) are scored through that split. With ``calibrate=S`` each subject's first
@@ -18,10 +19,14 @@ never scored, every other window's features are centred on the baseline and read
 report then says ``calibration: {"seconds", "baseline_windows"}``; compare it with an uncalibrated run on the
 same windows through ``skip_baseline=S``.
 
-A model whose ``outputs.smoothing_s`` is S > 0 publishes running means live (:mod:`rt_physio.nn.smoothing`); it is
-scored the same way: each window's probability is the mean (in logits) over the scored windows of its recording
-that ended in the last S seconds. ``smoothing=0`` scores every window on its own; the report says which
-(``smoothing_s``).
+A window in which the model could use none of the set's modalities (a model with presence flags: flat EEG, an ECG
+without plausible beats) is published live with a warning; here it is not scored, and each entry counts such
+windows (``no_usable_input``). A model whose ``outputs.smoothing_s`` is S > 0 publishes running means live
+(:mod:`rt_physio.nn.smoothing`); it is scored the same way: the windows live would publish are smoothed per
+recording in time order, those without usable input kept out of every mean (the ``usable`` mask of
+:func:`~rt_physio.nn.smoothing.smooth_series`), so each scored window's probability is the mean (in logits) over the
+usable windows of its recording that ended in the last S seconds. ``smoothing=0`` scores every window on its own;
+the report says which (``smoothing_s``).
 
 Evaluation discipline: a model folder may list, in ``[provenance]``, the subjects it was trained on
 (``training_subjects``) and those that selected anything about it (``selection_subjects``: epochs, C, thresholds,
@@ -223,25 +228,29 @@ def evaluate_loaded(loaded: LoadedModel, recordings: Sequence[Recording], sets: 
     if isinstance(module, Calibratable) and (calibrate is not None or not isinstance(module, FusionModel)):
         split = model_features(module, windows, batch_size=batch_size)
     for s in sets:
-        if split is None:
+        if split is None:  # a model without presence flags uses whatever is there
             assert isinstance(module, FusionModel)
-            probs, scored = predict_proba(module, windows, s, batch_size=batch_size, device=device,
+            probs, usable = predict_proba(module, windows, s, batch_size=batch_size, device=device,
                                           activation=spec.activation)
+            published = usable
         else:
-            probs, scored = _split_probs(loaded, windows, split, s, is_base, calibrate is not None)
-        scored = scored & ~is_base
+            probs, published, usable = _split_probs(loaded, windows, split, s, is_base, calibrate is not None)
+        published = published & ~is_base  # what live would publish (calibrating windows have no outputs)
+        scored = usable & ~is_base
         smooth_s = spec.smoothing_s if smoothing is None else smoothing
-        if smooth_s > 0:  # as live: the running mean of each recording's scored windows, in time order
-            t_end = windows.starts[scored] + spec.window_s
+        if smooth_s > 0:  # as live: each recording's running mean in time order, unusable windows kept out of it
+            t_end = windows.starts[published] + spec.window_s
             probs = probs.copy()
-            probs[scored] = smooth_series(t_end, probs[scored], windows.names[scored], smooth_s, spec.activation)
+            probs[published] = smooth_series(t_end, probs[published], windows.names[published], smooth_s,
+                                             spec.activation, usable=scored[published])
         entry = _score(windows, probs, scored, outputs, col, threshold)
         entry["per_subject"] = {
             subj: _score(windows, probs, scored & (windows.subjects == subj), outputs, col, threshold)
             for subj in subjects
         }
         entry |= {"modalities": list(s), "subjects": subjects, "model": spec.name,
-                  "weights_sha256": loaded.sha256, "threshold": threshold, "smoothing_s": smooth_s}
+                  "weights_sha256": loaded.sha256, "threshold": threshold, "smoothing_s": smooth_s,
+                  "no_usable_input": int((published & ~scored).sum())}
         if skip is not None:
             entry["calibration"] = {"seconds": skip, "calibrated": calibrate is not None,
                                     "baseline_windows": int(is_base.sum())}
@@ -280,8 +289,12 @@ def model_features(module: Calibratable, windows: WindowDataset, batch_size: int
 
 def _split_probs(loaded: LoadedModel, windows: WindowDataset, split: tuple[NDArray[np.float32], NDArray[np.bool_]],
                  modalities: Sequence[str], is_base: NDArray[np.bool_], calibrated: bool
-                 ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-    """Probabilities through features → (centring) → head, using only ``modalities``."""
+                 ) -> tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.bool_]]:
+    """Probabilities through features → (centring) → head, using only ``modalities``.
+
+    Returns the probabilities (NaN where the window has none of ``modalities``), the windows that have one of them
+    (live would publish those) and the windows whose presence flags say the model could use one (the usable ones).
+    """
     module = loaded.module
     assert isinstance(module, Calibratable)
     feats, present = split
@@ -295,14 +308,15 @@ def _split_probs(loaded: LoadedModel, windows: WindowDataset, split: tuple[NDArr
         fallback = getattr(module, "calibration_fallback").numpy()  # noqa: B009  # is_calibratable checked it
         centred, _ = center_by_subject(x, flags, windows.subjects, is_base, feature_modality, fallback)
         x = centred.astype(np.float32)
-    scored = flags.any(axis=1)
+    usable = flags.any(axis=1)
+    published = (windows.present & keep[None, :]).any(axis=1)
     probs = np.full((len(windows), len(loaded.spec.outputs)), np.nan)
-    rows = np.flatnonzero(scored)
+    rows = np.flatnonzero(published)  # a row without usable flags gets the head's output for no input, as live
     with torch.inference_mode():
         logits = module.classify(torch.from_numpy(x[rows].astype(np.float32)),
                                  torch.from_numpy(flags[rows].astype(np.float32)), calibrated)
         probs[rows] = loaded.activate(logits).double().numpy()
-    return probs, scored
+    return probs, published, usable
 
 
 def _score(windows: WindowDataset, probs: np.ndarray, scored: np.ndarray, outputs: Sequence[str],

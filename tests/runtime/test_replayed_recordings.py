@@ -25,7 +25,7 @@ from rt_physio.cli import format_prediction
 from rt_physio.config import EngineConfig, SessionConfig
 from rt_physio.errors import ConfigError
 from rt_physio.io import read_recording
-from rt_physio.nn.smoothing import from_logits, to_logits
+from rt_physio.nn.smoothing import from_logits, smooth_series, to_logits
 from rt_physio.publish.schema import Prediction, validate, validate_status
 from rt_physio.runtime.engine import Engine
 from rt_physio.sources import replay as replay_mod
@@ -155,6 +155,9 @@ def test_windows_with_no_usable_input_stay_out_of_the_mean_and_are_counted(data_
         assert message["outputs"]["mental_workload"] == pytest.approx(expected, abs=1e-6), i
         if nothing[i]:
             assert own[i] == 0.5 and message["unused_modalities"] == ["ecg"] and "warning" in message
+    # offline (evaluate) gives the same series from the same windows and mask
+    offline = smooth_series(t_end, own, ["rec"] * len(got), 10.0, "sigmoid", usable=~np.array(nothing))
+    assert np.allclose(offline, [p.outputs["mental_workload"] for p in got], atol=1e-6)
 
 
 def _mixed(preds: list[Prediction]) -> bool:
