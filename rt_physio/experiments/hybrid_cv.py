@@ -1,11 +1,11 @@
 """Subject-fold cross-validation of the classical, deep and hybrid arms: ``python -m rt_physio.experiments.hybrid_cv``.
 
-8 folds of 4 consecutive EEGMAT subjects over 00-31; for each fold and seed, the 28 other subjects are split into
-24 inner-training and 4 inner-validation subjects (fold ``k + 1 + seed``, cyclically). C is chosen by inner
-cross-validation over the 7 training folds (:func:`~rt_physio.training.hybrid.select_c`: mean AUROC over the three
-modality sets, grid 1e-3..1e2), the per-set Platt maps are fitted on the inner validation fold (head fitted on the
-24 with that C), then the head is refitted on all 28. Nothing about a held-out fold is chosen on it. Arms (all a
-:class:`~rt_physio.nn.hybrid.HybridModel`, linear head, modality dropout):
+8 folds of 4 consecutive EEGMAT subjects over 00-31; each fold is held out once and the head is trained on the 28
+other subjects exactly as the shipped model is (:mod:`rt_physio.training.hybrid_ship`): C is chosen by inner cross-
+validation over the 7 training folds (:func:`~rt_physio.training.hybrid.select_c`: mean AUROC over the three
+modality sets, grid 1e-3..1e2), the per-set Platt maps are fitted on the out-of-fold logits of those 7 folds
+(:func:`~rt_physio.training.hybrid.fit_with_oof_platt`), and the head is fitted on all 28. Nothing about a held-out
+fold is chosen on it. Arms (all a :class:`~rt_physio.nn.hybrid.HybridModel`, linear head, modality dropout):
 
 * ``classical`` — montage-agnostic features (:mod:`rt_physio.dsp.summary_features`);
 * ``classical_montage`` — those plus the classical model's per-channel band powers (a fixed 20-channel montage: a
@@ -21,9 +21,9 @@ modality sets, grid 1e-3..1e2), the per-set Platt maps are fitted on the inner v
 
 Each arm uncalibrated and calibrated (features centred on each person's first ``--calibrate`` s of rest; those
 windows are never scored, and the uncalibrated rows are scored on the same windows), on EEG + ECG, EEG and ECG.
-Seeds change the random encoders and the inner-validation fold. Features and embeddings are cached per encoder
-and seed under ``--cache``. The JSON has per-fold, per-seed figures, mean ± SD over folds (of the seed means),
-and per-fold paired AUROC differences against ``classical`` with "k of 8 folds above".
+Seeds change the random encoders (a seed-free block gives the same head for every seed). Features and embeddings are
+cached per encoder and seed under ``--cache``. The JSON has per-fold, per-seed figures, mean ± SD over folds (of the
+seed means), and per-fold paired AUROC differences against ``classical`` with "k of 8 folds above".
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from scipy.special import expit
 
 from rt_physio.experiments._cli import recorded_command
 from rt_physio.nn.cbramod import CBraMod
@@ -51,12 +52,13 @@ from rt_physio.training.hybrid import (
     SET_MASKS,
     SFREQ,
     Block,
+    HeadParams,
     Windows,
     cached_features,
     centre,
     classical_block,
     fingerprint,
-    fit_head_with_platt,
+    fit_with_oof_platt,
     head_logits,
     load_windows,
     select_c,
@@ -64,6 +66,7 @@ from rt_physio.training.hybrid import (
 )
 from rt_physio.training.metrics import binary_metrics
 from rt_physio.training.reports import write_report
+from rt_physio.training.splits import subject_folds
 
 __all__ = ["ARM_LABELS", "ENCODER_SIZES", "cross_validate", "main", "markdown_table"]
 
@@ -156,33 +159,31 @@ def combine(*blocks: Block) -> Block:
 
 
 def run_fold(block: Block, windows: Windows, available: NDArray[np.bool_], is_base: NDArray[np.bool_],
-             test: Sequence[str], inner_val: Sequence[str], calibrated: bool,
-             folds: Sequence[Sequence[str]], chosen: dict[Any, tuple[float, dict[str, float]]],
-             c_grid: Sequence[float] = C_GRID, smoothing: Sequence[Smoothing] = ()) -> dict[str, dict[str, Any]]:
-    """Select C by inner CV over ``folds`` (less ``test``), Platt maps on ``inner_val``; refit, score ``test``.
+             test: Sequence[str], calibrated: bool, folds: Sequence[Sequence[str]],
+             fitted: dict[Any, tuple[HeadParams, float, dict[str, float]]], c_grid: Sequence[float] = C_GRID,
+             smoothing: Sequence[Smoothing] = ()) -> dict[str, dict[str, Any]]:
+    """Select C by inner CV over ``folds`` (less ``test``), fit the head with out-of-fold Platt maps, score ``test``.
 
-    ``chosen`` caches the C selection per block, test fold and calibration (it does not depend on the seed's
-    inner validation fold). Returns the scores per variant: ``""`` (each window's own output) and one per
-    ``smoothing`` entry (the same outputs smoothed over time, :func:`smoothed_logits`).
+    The head is fitted as the shipped model is (:func:`~rt_physio.training.hybrid.fit_with_oof_platt` on the
+    training subjects); ``fitted`` caches it per block, test fold and calibration (it does not depend on the seed).
+    Returns the scores per variant: ``""`` (each window's own output) and one per ``smoothing`` entry (the same
+    outputs smoothed over time, :func:`smoothed_logits`).
     """
     x: NDArray[np.floating] = block[0]
     present, fm = block[1], block[2]
     subj = windows.subjects
     y = windows.labels
     in_test = np.isin(subj, list(test))
-    in_val = np.isin(subj, list(inner_val))
-    in_train = ~in_test & ~in_val
     if calibrated:
         x, _ = centre(x, present, windows, is_base, fm, ~in_test)
     usable = present.any(axis=1) & ~(is_base if calibrated else np.zeros_like(is_base))
-    tr, va = in_train & usable, in_val & usable & ~is_base
     key = (id(block), tuple(test), calibrated)
-    if key not in chosen:
+    if key not in fitted:
         inner_folds = [f for f in folds if list(f) != list(test)]
-        chosen[key] = select_c(x, present, y, fm, subj, ~in_test & usable, ~in_test & usable & ~is_base,
-                               inner_folds, c_grid)
-    best, scores = chosen[key]
-    final = fit_head_with_platt(x, present, y, fm, best, tr | (in_val & usable), [(tr, va)])
+        train = ~in_test & usable
+        best, scores = select_c(x, present, y, fm, subj, train, train & ~is_base, inner_folds, c_grid)
+        fitted[key] = (fit_with_oof_platt(x, present, y, fm, subj, train, best, len(inner_folds[0])), best, scores)
+    final, best, scores = fitted[key]
     variants = [("", None)] + [(sm.suffix, sm) for sm in smoothing]
     out: dict[str, dict[str, Any]] = {v: {"C": best, "inner_cv_auroc_per_C": scores} for v, _ in variants}
     scored_rows = in_test & ~is_base
@@ -194,10 +195,12 @@ def run_fold(block: Block, windows: Windows, available: NDArray[np.bool_], is_ba
             if not flags.any():  # no features for this set (a deep arm without that encoder): untested, not chance
                 out[v][name] = {"balanced_accuracy": float("nan"), "auroc": float("nan"), "n_windows": 0}
                 continue
-            logits = np.where(flags.any(axis=1), head_logits(final, x[rows], flags, fm), 0.0)
+            # a window without features publishes 0.5 and stays out of a smoothed mean, as live
+            usable_rows: NDArray[np.bool_] = np.asarray(flags.any(axis=1))
+            logits = np.where(usable_rows, head_logits(final, x[rows], flags, fm), 0.0)
             if sm is not None:
-                logits = smoothed_logits(logits, windows, rows, sm)
-            m = binary_metrics(y[rows], 1.0 / (1.0 + np.exp(-logits)))
+                logits = smoothed_logits(logits, windows, rows, sm, usable_rows)
+            m = binary_metrics(y[rows], expit(logits))
             out[v][name] = {"balanced_accuracy": float(m["balanced_accuracy"]), "auroc": float(m["auroc"]),
                             "n_windows": int(rows.sum())}
     return out
@@ -222,8 +225,11 @@ class Smoothing:
 
 
 def smoothed_logits(logits: NDArray[np.floating], windows: Windows, rows: NDArray[np.bool_],
-                    sm: Smoothing) -> NDArray[np.float64]:
-    """Smooth the logits of ``rows`` over time, per recording or per person (rest, then task)."""
+                    sm: Smoothing, usable: NDArray[np.bool_] | None = None) -> NDArray[np.float64]:
+    """Smooth the logits of ``rows`` over time, per recording or per person (rest, then task).
+
+    ``usable`` (one flag per row of ``rows``): windows without usable input stay out of the mean, as live.
+    """
     ds = windows.dataset
     t_end = ds.starts[rows] + ds.window / SFREQ
     if sm.continuous:  # the task recording follows the rest recording
@@ -235,7 +241,7 @@ def smoothed_logits(logits: NDArray[np.floating], windows: Windows, rows: NDArra
         t_end = t_end + offset
     else:
         groups = ds.names[rows]
-    return smooth_series(t_end, logits, groups, sm.seconds, "identity")
+    return smooth_series(t_end, logits, groups, sm.seconds, "identity", usable=usable)
 
 
 def cross_validate(windows: Windows, blocks: dict[str, list[Block | list[Block]]], *, calibrate: float = 60.0,
@@ -245,8 +251,7 @@ def cross_validate(windows: Windows, blocks: dict[str, list[Block | list[Block]]
 
     Each ``smoothing`` adds, per arm, a variant ``<arm><suffix>`` scored on the same heads' smoothed outputs.
     """
-    subjects = sorted(set(windows.subjects.tolist()))
-    folds = [subjects[i:i + fold_size] for i in range(0, len(subjects), fold_size)]
+    folds = subject_folds(windows.subjects.tolist(), fold_size)
     available = windows.dataset.present.copy()
     is_base = windows.baseline(calibrate)
     report: dict[str, Any] = {"folds": folds, "calibrate_s": calibrate, "arms": {}}
@@ -255,16 +260,14 @@ def cross_validate(windows: Windows, blocks: dict[str, list[Block | list[Block]]
             cal = "cal" if calibrated else "uncal"
             t0 = time.monotonic()
             runs: dict[str, list[dict[str, Any]]] = {}
-            chosen: dict[Any, tuple[float, dict[str, float]]] = {}
+            fitted: dict[Any, tuple[HeadParams, float, dict[str, float]]] = {}
             for seed, block in enumerate(per_seed):
                 for k, test in enumerate(folds):
-                    inner = folds[(k + 1 + seed) % len(folds)]
                     fold_block = block[k] if isinstance(block, list) else block  # per-fold encoders
-                    res = run_fold(fold_block, windows, available, is_base, test, inner, calibrated, folds, chosen,
+                    res = run_fold(fold_block, windows, available, is_base, test, calibrated, folds, fitted,
                                    c_grid, smoothing)
                     for variant, scores in res.items():
-                        runs.setdefault(variant, []).append(
-                            {"fold": k, "seed": seed, "test": list(test), "inner_val": list(inner)} | scores)
+                        runs.setdefault(variant, []).append({"fold": k, "seed": seed, "test": list(test)} | scores)
             for variant, variant_runs in runs.items():
                 key = f"{arm}{variant}/{cal}"
                 report["arms"][key] = {"runs": variant_runs, "summary": summarise(variant_runs, len(folds))}
@@ -437,8 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 arm_blocks = [combine(b, classical) for b, _ in per_fold]
             blocks[arm] = [arm_blocks] * args.seeds
         elif arm in ("deep_pretrained_attn", "hybrid_pretrained_attn"):
-            subjects = sorted(set(windows.subjects.tolist()))
-            folds = [subjects[i:i + 4] for i in range(0, len(subjects), 4)]
+            folds = subject_folds(windows.subjects.tolist(), 4)
             attn = attention_blocks(windows, args.cache, _fold_encoders(args), folds)
             arm_blocks = attn if arm == "deep_pretrained_attn" else [combine(b, classical) for b in attn]
             blocks[arm] = [arm_blocks] * args.seeds

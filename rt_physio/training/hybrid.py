@@ -32,6 +32,7 @@ from rt_physio.training.calibration import baseline_mask, center_by_subject, pop
 from rt_physio.training.classical.features import CLASSICAL_PREPROCESSING
 from rt_physio.training.datasets.prepare import prepare
 from rt_physio.training.datasets.windows import WindowDataset
+from rt_physio.training.splits import subject_folds
 
 __all__ = [
     "C_GRID",
@@ -47,6 +48,7 @@ __all__ = [
     "fit_head",
     "fit_head_with_platt",
     "fit_platt",
+    "fit_with_oof_platt",
     "head_logits",
     "load_windows",
     "select_c",
@@ -247,6 +249,20 @@ def fit_head_with_platt(x: NDArray[np.floating], present: NDArray[np.bool_], y: 
     final = fit_head(x[final_rows], present[final_rows], y[final_rows], fm, c)
     final.platt = fit_platt(np.concatenate(raw), np.concatenate(flags), np.concatenate(labels))
     return final
+
+
+def fit_with_oof_platt(x: NDArray[np.floating], present: NDArray[np.bool_], y: NDArray[np.floating],
+                       fm: NDArray[np.int64], subjects: NDArray[np.object_], rows: NDArray[np.bool_], c: float,
+                       fold_size: int = 4) -> HeadParams:
+    """Fit the head on ``rows`` with per-set Platt maps fitted on out-of-fold logits of those same rows.
+
+    The subjects of ``rows`` are cut into folds of ``fold_size`` (:func:`~rt_physio.training.splits.subject_folds`);
+    each fold's rows are scored by a head fitted on the other folds. This is the recipe the shipped model is
+    trained with (:mod:`rt_physio.training.hybrid_ship`) and the one the CV scores
+    (:mod:`rt_physio.experiments.hybrid_cv`, on the training side of each outer fold).
+    """
+    held_out = [rows & np.isin(subjects, fold) for fold in subject_folds(subjects[rows].tolist(), fold_size)]
+    return fit_head_with_platt(x, present, y, fm, c, rows, [(rows & ~held, held) for held in held_out])
 
 
 def dropout_rows(x: NDArray[np.floating], present: NDArray[np.bool_], y: NDArray[np.floating]

@@ -34,28 +34,17 @@ from rt_physio.training.hybrid import (
     SCALE_UV,
     SFREQ,
     WINDOW_S,
-    HeadParams,
     centre,
     classical_block,
-    fit_head_with_platt,
+    fit_with_oof_platt,
     load_windows,
     select_c,
 )
+from rt_physio.training.splits import subject_folds
 
 __all__ = ["main", "ship_classical_arm"]
 
 log = logging.getLogger("rt_physio.training.hybrid_ship")
-
-
-def _folds(subjects: np.ndarray, rows: np.ndarray, fold_size: int = 4) -> list[list[str]]:
-    order = sorted(set(subjects[rows].tolist()))
-    return [order[i:i + fold_size] for i in range(0, len(order), fold_size)]
-
-
-def _fit_with_oof_platt(x: np.ndarray, present: np.ndarray, y: np.ndarray, fm: np.ndarray, subjects: np.ndarray,
-                        rows: np.ndarray, c: float) -> HeadParams:
-    held_out = [rows & np.isin(subjects, fold) for fold in _folds(subjects, rows)]
-    return fit_head_with_platt(x, present, y, fm, c, rows, [(rows & ~held, held) for held in held_out])
 
 
 def ship_classical_arm(data: Path, out: Path, cv: dict[str, Any], *, subjects: Sequence[int], calibrate: float,
@@ -79,9 +68,9 @@ def ship_classical_arm(data: Path, out: Path, cv: dict[str, Any], *, subjects: S
             xx, fallback = centre(x, present, windows, is_base, fm, np.ones(len(y), dtype=bool))
             model.calibration_fallback.copy_(torch.from_numpy(fallback))
         rows = present.any(axis=1) & ~(is_base if calibrated else np.zeros_like(is_base))
-        c, scores = select_c(xx, present, y, fm, subj, rows, rows & ~is_base, _folds(subj, rows))
+        c, scores = select_c(xx, present, y, fm, subj, rows, rows & ~is_base, subject_folds(subj[rows].tolist(), 4))
         log.info("%s: C = %g (inner-CV AUROC %s)", "calibrated" if calibrated else "uncalibrated", c, scores)
-        p = _fit_with_oof_platt(xx, present, y, fm, subj, rows, c)
+        p = fit_with_oof_platt(xx, present, y, fm, subj, rows, c)
         p.load_into(head)
         params["cal" if calibrated else "uncal"] = {
             "C": c, "C_selection": "8-fold subject CV over these subjects, mean AUROC over EEG + ECG, EEG, ECG",

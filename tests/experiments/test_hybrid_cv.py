@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from rt_physio.experiments.hybrid_cv import Smoothing, attention_blocks, cross_validate
+from rt_physio.experiments.hybrid_cv import Smoothing, attention_blocks, cross_validate, run_fold
 from rt_physio.training.hybrid import C_GRID, Windows, fingerprint, select_c
 
 
@@ -44,7 +44,6 @@ def test_cv_keeps_held_out_subjects_out_of_selection_and_calibration_helps() -> 
         runs = report["arms"][key]["runs"]
         assert len(runs) == 16  # 8 folds x 2 seeds
         for r in runs:
-            assert not set(r["test"]) & set(r["inner_val"])
             assert r["eeg,ecg"]["n_windows"] == 4 * (24 - 6)  # the 30-s baseline (6 rest windows) never scored
     s_uncal = report["arms"]["classical/uncal"]["summary"]["eeg,ecg"]["auroc"]["mean"]
     s_cal = report["arms"]["classical/cal"]["summary"]["eeg,ecg"]["auroc"]["mean"]
@@ -65,6 +64,27 @@ def test_select_c_never_reads_the_held_out_fold() -> None:
     scrambled[held] = np.random.default_rng(1).normal(size=scrambled[held].shape) * 100.0
     assert select_c(scrambled, present, y, fm, subj, rows & ~held, rows & ~held, folds) == (c, scores)
     assert c in C_GRID and set(scores) == {str(v) for v in C_GRID}
+
+
+def test_the_cv_head_and_its_platt_maps_never_read_the_held_out_fold() -> None:
+    windows, block = _fake()
+    names = sorted(set(windows.subjects.tolist()))
+    held = np.isin(windows.subjects, names[:4])
+    scrambled = block[0].copy()
+    scrambled[held] = np.random.default_rng(3).normal(size=scrambled[held].shape) * 100.0
+    heads = []
+    for x in (block[0], scrambled):
+        fitted: dict = {}
+        fold_block = (x, block[1], block[2])
+        run_fold(fold_block, windows, block[1], windows.baseline(30.0), names[:4], True,
+                 [names[i:i + 4] for i in range(0, 32, 4)], fitted, (0.01, 1.0))
+        (head, c, _), = fitted.values()
+        heads.append((head, c))
+    (a, ca), (b, cb) = heads
+    assert ca == cb
+    for field in ("mean", "scale", "coef", "flag_coef", "platt"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    assert not np.allclose(a.platt, [[1.0, 0.0]] * 3)  # the maps were fitted (on the 7 training folds' logits)
 
 
 def test_smoothed_variants_average_each_recording_and_the_continuous_one_pays_the_lag() -> None:
