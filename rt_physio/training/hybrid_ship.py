@@ -146,10 +146,10 @@ def _card(cv: dict[str, Any], subjects: list[str], params: dict[str, Any], calib
             "head": params,
             "cv_figures": {"uncalibrated": _figures(cv, "classical/uncal"),
                            "calibrated": _figures(cv, "classical/cal"),
-                           "source": cv_json, "protocol": "8 folds of 4 consecutive subjects over 00-31, 3 seeds "
-                           "(the fold that fits the Platt maps; C by inner CV over the training folds), mean ± SD over "
-                           "folds; calibrated: first 60 s of rest as baseline, never scored; uncalibrated scored on "
-                           "the same windows"},
+                           "source": cv_json, "protocol": "8 folds of 4 consecutive subjects over 00-31, each head "
+                           "trained on the other 28 as this one is (C by inner CV over the 7 training folds, Platt "
+                           "maps on their out-of-fold logits), mean ± SD over folds; calibrated: first 60 s of rest "
+                           "as baseline, never scored; uncalibrated scored on the same windows"},
             "training_command": command,
             "n_windows": n_windows,
             "wall_time_s": round(seconds, 1),
