@@ -182,7 +182,7 @@ def run_fold(block: Block, windows: Windows, available: NDArray[np.bool_], is_ba
         inner_folds = [f for f in folds if list(f) != list(test)]
         train = ~in_test & usable
         best, scores = select_c(x, present, y, fm, subj, train, train & ~is_base, inner_folds, c_grid)
-        fitted[key] = (fit_with_oof_platt(x, present, y, fm, subj, train, best, len(inner_folds[0])), best, scores)
+        fitted[key] = (fit_with_oof_platt(x, present, y, fm, subj, train, best, inner_folds), best, scores)
     final, best, scores = fitted[key]
     variants = [("", None)] + [(sm.suffix, sm) for sm in smoothing]
     out: dict[str, dict[str, Any]] = {v: {"C": best, "inner_cv_auroc_per_C": scores} for v, _ in variants}

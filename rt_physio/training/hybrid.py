@@ -32,7 +32,6 @@ from rt_physio.training.calibration import baseline_mask, center_by_subject, pop
 from rt_physio.training.classical.features import CLASSICAL_PREPROCESSING
 from rt_physio.training.datasets.prepare import prepare
 from rt_physio.training.datasets.windows import WindowDataset
-from rt_physio.training.splits import subject_folds
 
 __all__ = [
     "C_GRID",
@@ -253,15 +252,15 @@ def fit_head_with_platt(x: NDArray[np.floating], present: NDArray[np.bool_], y: 
 
 def fit_with_oof_platt(x: NDArray[np.floating], present: NDArray[np.bool_], y: NDArray[np.floating],
                        fm: NDArray[np.int64], subjects: NDArray[np.object_], rows: NDArray[np.bool_], c: float,
-                       fold_size: int = 4) -> HeadParams:
+                       folds: Sequence[Sequence[str]]) -> HeadParams:
     """Fit the head on ``rows`` with per-set Platt maps fitted on out-of-fold logits of those same rows.
 
-    The subjects of ``rows`` are cut into folds of ``fold_size`` (:func:`~rt_physio.training.splits.subject_folds`);
-    each fold's rows are scored by a head fitted on the other folds. This is the recipe the shipped model is
-    trained with (:mod:`rt_physio.training.hybrid_ship`) and the one the CV scores
-    (:mod:`rt_physio.experiments.hybrid_cv`, on the training side of each outer fold).
+    Each subject fold's rows (``folds``: the subjects of ``rows``, e.g. those :func:`select_c` chose C over) are
+    scored by a head fitted on the other folds. This is the recipe the shipped model is trained with
+    (:mod:`rt_physio.training.hybrid_ship`) and the one the CV scores (:mod:`rt_physio.experiments.hybrid_cv`, on
+    the training side of each outer fold).
     """
-    held_out = [rows & np.isin(subjects, fold) for fold in subject_folds(subjects[rows].tolist(), fold_size)]
+    held_out = [rows & np.isin(subjects, list(fold)) for fold in folds]
     return fit_head_with_platt(x, present, y, fm, c, rows, [(rows & ~held, held) for held in held_out])
 
 

@@ -68,9 +68,10 @@ def ship_classical_arm(data: Path, out: Path, cv: dict[str, Any], *, subjects: S
             xx, fallback = centre(x, present, windows, is_base, fm, np.ones(len(y), dtype=bool))
             model.calibration_fallback.copy_(torch.from_numpy(fallback))
         rows = present.any(axis=1) & ~(is_base if calibrated else np.zeros_like(is_base))
-        c, scores = select_c(xx, present, y, fm, subj, rows, rows & ~is_base, subject_folds(subj[rows].tolist(), 4))
+        folds = subject_folds(subj[rows].tolist(), 4)
+        c, scores = select_c(xx, present, y, fm, subj, rows, rows & ~is_base, folds)
         log.info("%s: C = %g (inner-CV AUROC %s)", "calibrated" if calibrated else "uncalibrated", c, scores)
-        p = fit_with_oof_platt(xx, present, y, fm, subj, rows, c)
+        p = fit_with_oof_platt(xx, present, y, fm, subj, rows, c, folds)
         p.load_into(head)
         params["cal" if calibrated else "uncal"] = {
             "C": c, "C_selection": "8-fold subject CV over these subjects, mean AUROC over EEG + ECG, EEG, ECG",
