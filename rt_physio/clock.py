@@ -124,25 +124,46 @@ class ClockGuard:
         self._step = 0.0  # spacing of the latest chunk's samples, seconds
 
     def process(self, timestamps: NDArray[np.float64], received: float) -> NDArray[np.float64]:
-        """Return the stamps on the engine clock (``timestamps`` itself when nothing is added)."""
+        """Return the stamps on the engine clock (``timestamps`` itself when nothing is added).
+
+        A jump inside a chunk (a step back of more than ``jump_after`` between two of its samples, or forward to
+        stamps more than ``jump_after`` after the chunk's arrival) re-anchors the samples after the step only: those
+        before it are consistent with the stream's past. Without that, a chunk whose first sample came before a
+        forward jump kept the whole stream in the future, counted as a new jump at every later chunk.
+        """
         ts = timestamps if self.offset == 0.0 else timestamps + self.offset
-        if ts.shape[0] == 0:
+        n = ts.shape[0]
+        if n == 0:
             return ts
         first, last = float(ts[0]), float(ts[-1])
-        if ts.shape[0] > 1:
-            self._step = (last - first) / (ts.shape[0] - 1)
-        if first < self._newest - self.jump_after or last > received + self.jump_after:
+        split = 0  # the first sample after a jump inside the chunk (0: none inside)
+        if n > 1:
+            span = last - first
+            # a step inside the chunk shows in its ends: stamps in the future, or a span shorter than its samples'
+            if last > received + self.jump_after or span < (n - 1) * self._step - self.jump_after:
+                steps = np.diff(ts)
+                j = int(np.argmax(np.abs(steps)))
+                jumped = float(steps[j])
+                # backwards, or forwards into the future (a forward step that ends in the past is a data gap)
+                if jumped < -self.jump_after or (jumped > self.jump_after and last > received + self.jump_after):
+                    split = j + 1
+                    span -= jumped
+            if split == 0 or n > 2:
+                self._step = span / (n - 1 - (split > 0))
+        if split or first < self._newest - self.jump_after or last > received + self.jump_after:
             lag = self._lag if self._lag >= 0.0 else 0.0
             delta = (received - lag) - last
             # the lag is an average: a chunk that came early would land before the samples already taken in,
             # which the stream processor must treat as time going backwards (a break: a window with a hole)
-            overlap = (self._newest + self._step) - (first + delta)
+            before = float(ts[split - 1]) if split else self._newest
+            overlap = (before + self._step) - (float(ts[split]) + delta)
             if overlap > 0.0:
                 delta += overlap
+            ts = timestamps + self.offset  # a copy: the samples before a jump inside the chunk keep the old offset
+            ts[split:] += delta
             self.offset += delta
             self.last_jump = -delta
             self.jumps += 1
-            ts = timestamps + self.offset
             last = float(ts[-1])
         self._newest = last
         lag_now = received - last

@@ -98,3 +98,30 @@ def test_clock_guard_leaves_a_real_gap_alone() -> None:
     b = guard.process(np.array([70.0, 70.01]), 70.03)
     assert guard.jumps == 0
     assert a[0] == 10.0 and b[0] == 70.0
+
+
+@pytest.mark.parametrize("jump", [-30.0, 10.0])
+def test_a_jump_inside_a_chunk_is_re_anchored_once_from_the_step_on(jump: float) -> None:
+    """A chunk whose first samples came before the step: only the samples after it move, and the jump is counted once.
+
+    Before, a forward step inside a chunk was cancelled by the "no earlier than the samples before it" rule applied to
+    the chunk's first sample: the stream stayed in the future and every later chunk counted as a new jump (the soak's
+    clock_jump fault, 311 windows without ECG).
+    """
+    guard = ClockGuard(jump_after=3.0)
+    fs, lag = 500.0, 0.05
+    out = []
+    for k in range(0, 10_000, 50):
+        stamps = 50.0 + (k + np.arange(50)) / fs
+        received = stamps[-1] + lag
+        if k == 5_000:
+            stamps[25:] += jump  # the sender's clock stepped halfway through this chunk
+        elif k > 5_000:
+            stamps = stamps + jump
+        out.append(guard.process(stamps, received))
+    ts = np.concatenate(out)
+    assert guard.jumps == 1
+    assert guard.last_jump == pytest.approx(jump, abs=0.1)
+    np.testing.assert_allclose(ts[:5_025], 50.0 + np.arange(5_025) / fs)  # before the step: untouched
+    assert (np.diff(ts) > 0).all() and np.abs(np.diff(ts) - 1 / fs).max() < 0.06
+    assert abs(ts[-1] - (50.0 + 9_999 / fs)) < 0.1  # back on the arrival clock, not jump seconds away from it
