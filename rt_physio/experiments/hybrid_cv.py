@@ -10,6 +10,10 @@ fold is chosen on it. Arms (all a :class:`~rt_physio.nn.hybrid.HybridModel`, lin
 * ``classical`` — montage-agnostic features (:mod:`rt_physio.dsp.summary_features`);
 * ``classical_montage`` — those plus the classical model's per-channel band powers (a fixed 20-channel montage: a
   reference for what montage-agnostic features give up, not a runnable default);
+* ``classical_regions`` — those plus EEG features per scalp region found by 10-20 channel names
+  (:mod:`rt_physio.experiments.region_features`: region band powers, frontal-midline theta, theta / alpha ratios,
+  alpha asymmetry; montage-agnostic: a missing region takes the all-channel value); ``classical_regions_compact``
+  — the classical features plus only the 6 marker features of that block;
 * ``deep_random`` — frozen randomly initialised CBraMod encoders (the shipped fusion sizes), pooled embeddings;
 * ``deep_random_sd`` — the same encoders, mean and SD pooling (over channels and patches);
 * ``hybrid_random`` — classical features and the mean-pooled random embeddings;
@@ -84,6 +88,51 @@ def montage_block(windows: Windows, cache: Path) -> Block:
     model = ClassicalModel(n_eeg_channels=n_ch)
     x, p = cached_features(model, windows, cache / "montage.npz")
     return x, p, model.feature_modality.numpy()
+
+
+def region_block(windows: Windows, cache: Path, names: Sequence[str] | None = None,
+                 channel_names: Sequence[str] | None = None) -> Block:
+    """EEG features per scalp region (:func:`~rt_physio.experiments.region_features.region_features`; cached).
+
+    ``names``: the columns to keep (default all of :data:`~rt_physio.experiments.region_features.REGION_FEATURES`);
+    ``channel_names``: the EEG rows' labels (default the EEGMAT montage, the only dataset :func:`load_windows`
+    reads). The block's ECG flag is always set, so :func:`combine` leaves the other blocks' ECG presence as it is.
+    """
+    import hashlib
+
+    from rt_physio.experiments import region_features as module
+    from rt_physio.experiments.region_features import REGION_FEATURES, region_features
+    from rt_physio.training.datasets.eegmat import EEGMAT_EEG_CHANNELS
+
+    labels = list(channel_names or EEGMAT_EEG_CHANNELS)
+    ds = windows.dataset
+    if ds.channels.get("eeg") != len(labels):
+        raise ValueError(f"The windows have {ds.channels.get('eeg')} EEG channels, 'channel_names' names "
+                         f"{len(labels)}.")
+    h = hashlib.sha256("|".join([fingerprint(windows), *REGION_FEATURES, *labels]).encode())
+    h.update(Path(module.__file__).read_bytes())  # an edited feature function must not read an old cache
+    file = cache / f"regions-{h.hexdigest()[:16]}.npz"  # per window set, features, their code and montage
+    if file.is_file():
+        with np.load(file, allow_pickle=False) as z:
+            x, eeg_ok = z["feats"], z["eeg_present"]
+    else:
+        x = np.zeros((len(windows), len(REGION_FEATURES)), dtype=np.float32)
+        eeg_ok = np.zeros(len(windows), dtype=bool)
+        for start in range(0, len(windows), 64):
+            idx = np.arange(start, min(start + 64, len(windows)))
+            batch = ds.batch(idx)
+            for i, j in enumerate(idx):
+                if not batch.present[i, 0]:
+                    continue
+                eeg = batch.inputs["eeg"][i]  # (C, N, 200)
+                res = region_features(eeg.reshape(eeg.shape[0], -1), labels, SFREQ)
+                if res is not None and np.all(np.isfinite(res[0])):
+                    x[j], eeg_ok[j] = res[0], True
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(file, feats=x, eeg_present=eeg_ok)
+    cols = [REGION_FEATURES.index(n) for n in (names or REGION_FEATURES)]
+    present = np.stack([eeg_ok, np.ones_like(eeg_ok)], axis=1)
+    return x[:, cols], present, np.zeros(len(cols), dtype=np.int64)
 
 
 def random_block(windows: Windows, cache: Path, seed: int, pooling: str = "mean") -> Block:
@@ -321,6 +370,8 @@ def paired(arms: dict[str, Any], n_folds: int) -> dict[str, Any]:
 ARM_LABELS: dict[str, str] = {
     "classical": "classical (montage-agnostic; the default `eegmat-fusion`)",
     "classical_montage": "classical + per-channel band powers (fixed 20-channel montage; reference)",
+    "classical_regions": "classical + EEG region features by 10-20 names (42; montage-agnostic)",
+    "classical_regions_compact": "classical + EEG region markers only (FMθ, θ/α ratios, α asymmetry; 6)",
     "deep_random": "deep, random frozen encoders (mean pooling)",
     "deep_random_sd": "deep, random frozen encoders (mean + SD pooling)",
     "deep_pretrained": "deep, pre-trained frozen encoders (mean + SD pooling)",
@@ -426,6 +477,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             blocks[arm] = [classical] * args.seeds
         elif arm == "classical_montage":
             blocks[arm] = [combine(montage_block(windows, args.cache), classical)] * args.seeds
+        elif arm in ("classical_regions", "classical_regions_compact"):
+            from rt_physio.experiments.region_features import COMPACT_FEATURES
+
+            names = COMPACT_FEATURES if arm.endswith("_compact") else None
+            blocks[arm] = [combine(classical, region_block(windows, args.cache, names))] * args.seeds
+            log.info("region features (%.0f s)", time.monotonic() - t0)
         elif arm == "deep_random_sd":
             blocks[arm] = [random_block(windows, args.cache, s, "mean_sd") for s in range(args.seeds)]
         elif arm in ("deep_random", "hybrid_random"):

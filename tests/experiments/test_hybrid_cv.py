@@ -8,7 +8,18 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from rt_physio.experiments.hybrid_cv import Smoothing, attention_blocks, cross_validate, run_fold
+from rt_physio.experiments.hybrid_cv import (
+    Smoothing,
+    attention_blocks,
+    combine,
+    cross_validate,
+    region_block,
+    run_fold,
+)
+from rt_physio.experiments.region_features import COMPACT_FEATURES, REGION_FEATURES
+from rt_physio.training.datasets.eegmat import EEGMAT_EEG_CHANNELS
+from rt_physio.training.datasets.prepare import PreparedRecording
+from rt_physio.training.datasets.windows import WindowDataset
 from rt_physio.training.hybrid import C_GRID, Windows, fingerprint, select_c
 
 
@@ -126,3 +137,32 @@ def test_attention_queries_of_a_fold_never_read_its_held_out_subjects(tmp_path) 
     assert x_a.shape == (len(windows), 200) and fm_a.tolist() == [0] * 200 and not p_a[:, 1].any()
     np.testing.assert_array_equal(x_a[~held], x_b[~held])  # same queries: the held-out fold was never read
     assert not np.array_equal(blocks[0][1][0], blocks[1][1][0])  # fold 1's queries did read fold 0
+
+
+def test_region_block_reads_each_window_by_channel_name_and_leaves_ecg_presence_to_the_other_blocks(
+        tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    t = np.arange(4000) / 200.0  # 20 s: four 5-s windows per recording
+    frontal = [i for i, n in enumerate(EEGMAT_EEG_CHANNELS) if n.startswith(("F", "Fp"))]
+    recs = []
+    for task in (False, True):
+        eeg = rng.normal(scale=0.1, size=(len(EEGMAT_EEG_CHANNELS), t.size)).astype(np.float32)
+        if task:
+            eeg[frontal] += np.sin(2 * np.pi * 6.0 * t).astype(np.float32)  # frontal theta during the task
+        signals = {"eeg": eeg} | ({} if task else {"ecg": rng.normal(size=(1, t.size)).astype(np.float32)})
+        recs.append(PreparedRecording("S01", f"S01_{int(task) + 1}", "task" if task else "rest",
+                                      {"workload": float(task)}, signals))
+    ds = WindowDataset(recs, ["workload"], window_s=5.0, hop_s=5.0)
+    windows = Windows(ds, ds.labels[:, 0].astype(np.float64), ds.subjects)
+    x, present, fm = region_block(windows, tmp_path)
+    assert x.shape == (8, len(REGION_FEATURES)) and fm.tolist() == [0] * len(REGION_FEATURES)
+    assert present.all()  # EEG in every window; the ECG flag is the other blocks' to set
+    theta = REGION_FEATURES.index("frontal_logpow_theta")
+    assert x[windows.labels == 1, theta].min() > x[windows.labels == 0, theta].max() + 1.0
+    assert len(list(tmp_path.glob("regions-*.npz"))) == 1
+    compact, _, _ = region_block(windows, tmp_path, COMPACT_FEATURES)  # read from the cache, columns picked
+    np.testing.assert_array_equal(compact, x[:, [REGION_FEATURES.index(n) for n in COMPACT_FEATURES]])
+    other = (np.zeros((8, 1), dtype=np.float32), ds.present.copy(), np.array([1]))
+    assert np.array_equal(combine(other, (x, present, fm))[1], ds.present)  # no ECG in the task windows stays so
+    with pytest.raises(ValueError, match="channel_names"):
+        region_block(windows, tmp_path, channel_names=["Fz", "Cz"])
