@@ -237,8 +237,8 @@ def _run_engine(args: argparse.Namespace, config: EngineConfig, printer: LinePri
         reason = session.why_no_window()
         if reason is not None:
             log.warning("session %s: no prediction: %s", sid, reason)
-    if engine.handoff_s:
-        handoff = sorted(engine.handoff_s)
+    if len(engine.handoff_s):
+        handoff = sorted(engine.handoff_s.values().tolist())
         p50, p99 = (1e6 * handoff[min(len(handoff) - 1, int(q * len(handoff)))] for q in (0.5, 0.99))
         dropped = sum(p.dropped for p in engine.publishers)
         printer.put(f"publishing: encode + hand-off to {len(engine.publishers)} publisher(s) p50 {p50:.0f} us, "

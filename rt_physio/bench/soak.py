@@ -152,16 +152,18 @@ class Rig:
         return "\n".join(lines)
 
     def _queues(self) -> dict[str, Any]:
-        """Return the deepest of each queue over the sessions' latest status messages."""
+        """Return the deepest of each queue over the sessions' latest status messages, and the engine's memory."""
         assert self.zmq is not None
         latest: dict[str, dict[str, Any]] = {}
         for status in reversed(self.zmq.statuses[-50:]):
             latest.setdefault(status.session, status.message)
         depths: dict[str, float] = {}
+        memory: dict[str, Any] = {}
         for message in latest.values():
             for key, value in message.get("queues", {}).items():
                 depths[key] = max(depths.get(key, 0), value)
-        return {"queues": depths}
+            memory = message.get("memory", memory)  # engine-wide: the same in every session's status
+        return {"queues": depths, "memory": memory}
 
     def settled(self) -> bool:
         """Every injected fault has recovered (the status is online again and a good prediction came)."""

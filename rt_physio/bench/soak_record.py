@@ -139,7 +139,7 @@ def check_recording(path: Path, preds: Sequence[Pred], outlets: Mapping[tuple[st
 
 
 def resource_report(samples: Sequence[Mapping[str, Any]], warmup_s: float) -> dict[str, Any]:
-    """RSS slope (Theil–Sen, MB/h) after ``warmup_s``, threads, open files, CPU and deepest queues."""
+    """RSS and heap-in-use slopes (Theil–Sen, MB/h) after ``warmup_s``, threads, open files, CPU, deepest queues."""
     from scipy.stats import theilslopes
 
     if not samples:
@@ -157,6 +157,18 @@ def resource_report(samples: Sequence[Mapping[str, Any]], warmup_s: float) -> di
         out.update(rss_slope_mb_per_h=round(float(slope), 3), rss_slope_ci95=[round(float(low), 3),
                                                                                 round(float(high), 3)],
                    rss_mb_after_warmup=[round(float(rss.min()), 1), round(float(rss.max()), 1)])
+        heap = [(h, float(s["memory"]["heap_in_use_mb"])) for h, s in zip(hours, after, strict=True)
+                if "heap_in_use_mb" in s.get("memory", {})]
+        if len(heap) >= 3:  # the engine's own view (status `memory`): a leak rises here, fragmentation does not
+            h_hours, h_mb = np.array([h for h, _ in heap]), np.array([mb for _, mb in heap])
+            slope, _, low, high = theilslopes(h_mb, h_hours, alpha=0.95)
+            out.update(heap_in_use_slope_mb_per_h=round(float(slope), 3),
+                       heap_in_use_slope_ci95=[round(float(low), 3), round(float(high), 3)],
+                       heap_in_use_mb_after_warmup=[round(float(h_mb.min()), 1), round(float(h_mb.max()), 1)])
+        memory = after[-1].get("memory", {})
+        if "trims" in memory:
+            out["heap_trims"] = memory["trims"]
+            out["heap_trimmed_mb"] = memory.get("trimmed_mb")
         for key in ("threads", "fds"):
             vals = [int(s[key]) for s in after]
             out[f"{key}_after_warmup"] = [min(vals), max(vals)]

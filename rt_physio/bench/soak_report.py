@@ -34,6 +34,10 @@ def _rig_summary(rig: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "rss_slope_mb_per_h": res.get("rss_slope_mb_per_h"), "rss_slope_ci95": res.get("rss_slope_ci95"),
         "rss_mb_after_warmup": res.get("rss_mb_after_warmup"), "threads_after_warmup": res.get("threads_after_warmup"),
+        "heap_in_use_slope_mb_per_h": res.get("heap_in_use_slope_mb_per_h"),
+        "heap_in_use_slope_ci95": res.get("heap_in_use_slope_ci95"),
+        "heap_in_use_mb_after_warmup": res.get("heap_in_use_mb_after_warmup"),
+        "heap_trims": res.get("heap_trims"), "heap_trimmed_mb": res.get("heap_trimmed_mb"),
         "fds_after_warmup": res.get("fds_after_warmup"), "cpu_percent": res.get("cpu_percent"),
         "queues_max": res.get("queues_max"),
         "predictions_received": _total(zmq, "received"),
@@ -118,6 +122,9 @@ def format_table(result: dict[str, Any]) -> str:
     rows = [
         ("RSS slope after warm-up, Theil–Sen (MB/h) [95 % CI]", "rss_slope_mb_per_h", "< 1"),
         ("RSS after warm-up (MB, min–max)", "rss_mb_after_warmup", ""),
+        ("heap in use (glibc) slope after warm-up (MB/h) [95 % CI]", "heap_in_use_slope_mb_per_h", "< 1"),
+        ("heap in use after warm-up (MB, min–max)", "heap_in_use_mb_after_warmup", ""),
+        ("heap trims; MB they gave back", None, ""),
         ("threads after warm-up (min–max)", "threads_after_warmup", "flat"),
         ("open files after warm-up (min–max)", "fds_after_warmup", "flat"),
         ("engine CPU (% of one core)", "cpu_percent", ""),
@@ -145,8 +152,11 @@ def format_table(result: dict[str, Any]) -> str:
         cells = []
         for n in names:
             r = s[n]
-            if key == "rss_slope_mb_per_h":
-                cells.append(f"{_fmt(r.get(key))} [{_fmt(r.get('rss_slope_ci95'))}]")
+            if key in ("rss_slope_mb_per_h", "heap_in_use_slope_mb_per_h"):
+                ci = key.replace("_mb_per_h", "_ci95")
+                cells.append(f"{_fmt(r.get(key))} [{_fmt(r.get(ci))}]")
+            elif label.startswith("heap trims"):
+                cells.append(f"{_fmt(r.get('heap_trims'))}; {_fmt(r.get('heap_trimmed_mb'))}")
             elif key is not None:
                 cells.append(_fmt(r.get(key)))
             elif label.startswith("out of order"):

@@ -8,7 +8,6 @@ import itertools
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,10 +29,12 @@ from rt_physio.publish.publishers import open_publisher
 from rt_physio.publish.schema import Format, Prediction, encode
 from rt_physio.runtime.commands import engine_commands
 from rt_physio.runtime.executor import InferenceExecutor, InferenceResult, resolve_device
+from rt_physio.runtime.heap import HeapTrimmer
 from rt_physio.runtime.preview import Previewer
 from rt_physio.runtime.runners import BUCKETS, bucket_for
 from rt_physio.runtime.session import ModalityStream, Session, Window
 from rt_physio.runtime.status import StatusReporter
+from rt_physio.runtime.tracing import SampleLog
 from rt_physio.sources.base import MODALITIES, Chunk, Modality, Source, StreamInfo
 from rt_physio.sources.spec import open_source, parse_spec
 
@@ -136,7 +137,9 @@ class Engine:
         self.commands = engine_commands(self)  # before the transports that dispatch to it
         # seconds per prediction to encode it and hand it to every publisher and the recorder (after the trace's
         # "serialised" mark, so not in the message's own latency_ms)
-        self.handoff_s: deque[float] = deque(maxlen=100_000)
+        self.handoff_s = SampleLog(100_000)
+        #: gives the allocator's free pages back to the system every 30 s, from the watchdog (see runtime/heap.py)
+        self.heap = HeapTrimmer(30.0)
         try:
             # A SPEC that does not parse is named before any port is bound; then publishers: a busy port or a
             # refused MQTT password is reported before any device is opened.
@@ -175,7 +178,7 @@ class Engine:
         self.status = StatusReporter(self.sessions, self._publish_status, model_name=self.model.spec.name,
                                      every=config.status_every_s, give_up_after=config.give_up_after_s,
                                      drops=self.drop_counts, dropped=lambda: self.executor.dropped,
-                                     queues=self.queue_depths)
+                                     queues=self.queue_depths, memory=self.heap.report)
         #: --preview: decimated filtered streams for displays, from a thread of its own (see runtime/preview.py)
         self.preview = Previewer(self.sessions, self._publish_preview) if config.preview else None
 
@@ -439,6 +442,7 @@ class Engine:
         """Cut the windows silent modalities were holding up; update liveness and publish status (main thread)."""
         for session in self.sessions.values():
             session.poll()
+        self.heap.tick()
         return self.status.tick()
 
     def request_stop(self) -> None:

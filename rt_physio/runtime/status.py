@@ -60,11 +60,14 @@ class StatusReporter:
         Windows the executor dropped, all sessions (the message's legacy ``dropped``).
     queues : callable, optional
         ``queues(session_id)`` → what waits in the engine's queues now (the message's ``queues``).
+    memory : callable, optional
+        ``memory()`` → the engine process's memory (the message's ``memory``; see runtime/heap.py).
     """
 
     def __init__(self, sessions: Mapping[str, Session], publish: StatusSink, *, model_name: str, every: float,
                  give_up_after: float | None, drops: Callable[[str], dict[str, int]],
-                 dropped: Callable[[], int], queues: Callable[[str], dict[str, int]] | None = None) -> None:
+                 dropped: Callable[[], int], queues: Callable[[str], dict[str, int]] | None = None,
+                 memory: Callable[[], dict[str, float | int]] | None = None) -> None:
         self.sessions = sessions
         self._publish = publish
         self.model_name = model_name
@@ -73,6 +76,7 @@ class StatusReporter:
         self._drops = drops
         self._dropped = dropped
         self._queues = queues
+        self._memory = memory
         self._started = dict.fromkeys(sessions, local_clock())
         self._next_heartbeat = dict.fromkeys(sessions, 0.0)
         self._failures_seen: set[int] = set()
@@ -141,6 +145,8 @@ class StatusReporter:
         }
         if self._queues is not None:
             message["queues"] = self._queues(session_id)
+        if self._memory is not None:
+            message["memory"] = self._memory()
         if reason == "give_up" and self.given_up is not None:
             message["error"] = str(self.given_up)
         return message

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["STAGES", "Trace"]
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["STAGES", "SampleLog", "Trace"]
 
 STAGES = ("acquire", "dsp", "window", "queue", "infer", "publish")
 
@@ -44,3 +47,33 @@ class Trace:
         out["total"] = round(1e3 * (self.serialised - self.sample), 3)
         out["batch_size"] = self.batch_size
         return out
+
+
+class SampleLog:
+    """The last ``capacity`` values of a per-window figure, in one preallocated float64 ring (no growth, ever).
+
+    A deque of Python floats of the same length costs ~32 bytes per value and keeps growing for hours before its
+    bound is reached; this costs 8 bytes per value from the start.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"SampleLog capacity must be at least 1, got {capacity}")
+        self._values: NDArray[np.float64] = np.zeros(capacity)
+        self._count = 0  # values ever appended
+
+    def append(self, value: float) -> None:
+        """Keep ``value`` (the oldest goes once the log is full)."""
+        self._values[self._count % self._values.size] = value
+        self._count += 1
+
+    def __len__(self) -> int:
+        return min(self._count, self._values.size)
+
+    def values(self) -> NDArray[np.float64]:
+        """Return a copy of the kept values, oldest first."""
+        n = len(self)
+        if self._count <= self._values.size:
+            return self._values[:n].copy()
+        start = self._count % self._values.size
+        return np.concatenate([self._values[start:], self._values[:start]])

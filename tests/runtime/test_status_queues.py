@@ -1,4 +1,4 @@
-"""The status message says what waits in the engine's queues (the soak samples it from outside the process)."""
+"""The status message says what waits in the engine's queues and what memory it holds (the soak samples both)."""
 
 from __future__ import annotations
 
@@ -54,3 +54,6 @@ def test_status_messages_carry_the_queue_depths_of_a_recording_engine(tmp_path: 
     assert queues["mqtt"] == 0 and queues["executor"] <= 1  # no MQTT publisher; inference keeps up
     assert 0 <= queues["recorder_bytes"] < 1 << 20  # a quarter of a second of one stream at most
     assert engine.queue_depths("q") == {"executor": 0, "recorder": 0, "recorder_bytes": 0, "mqtt": 0}  # all drained
+    memory = heartbeat["memory"]  # the engine process's memory, glibc heap included (Debian)
+    assert {"rss_mb", "heap_in_use_mb", "heap_free_mb", "trims", "trimmed_mb"} <= set(memory)
+    assert 0 < memory["heap_in_use_mb"] < memory["rss_mb"] * 4
