@@ -8,14 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from rt_physio.experiments.hybrid_cv import (
-    Smoothing,
-    attention_blocks,
-    combine,
-    cross_validate,
-    region_block,
-    run_fold,
-)
+from rt_physio.experiments.blocks import attention_blocks, combine, region_block
+from rt_physio.experiments.hybrid_cv import Smoothing, cross_validate, run_fold
 from rt_physio.experiments.region_features import COMPACT_FEATURES, REGION_FEATURES
 from rt_physio.training.datasets.eegmat import EEGMAT_EEG_CHANNELS
 from rt_physio.training.datasets.prepare import PreparedRecording
