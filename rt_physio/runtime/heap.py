@@ -1,7 +1,7 @@
 """The engine process's C heap: what the allocator holds, and handing its free pages back to the system.
 
 A soak of four sessions (benchmarks/bench_soak.py) showed the engine's resident memory rising by tens of MB per
-hour while what Python and glibc had *in use* stayed flat: the growth was heap that had been freed and was kept by
+hour while what Python and glibc had *in use* stayed nearly flat: the growth was heap that was freed and kept by
 glibc's allocator, spread over the per-thread arenas of the engine's threads (acquisition, inference, publishers,
 recorder) and fragmented by buffers of many sizes coming and going. glibc returns such memory only from the top
 of the main arena on its own; ``malloc_trim(0)`` walks every arena and gives every free page back
@@ -9,7 +9,7 @@ of the main arena on its own; ``malloc_trim(0)`` walks every arena and gives eve
 (110 ms for 1.6 GB here), and holds each arena's lock meanwhile: trimming every 30 s keeps each trim small.
 
 :class:`HeapTrimmer` does that every ``every_s`` seconds from the engine's watchdog (never from the hot path),
-and :func:`memory_report` is the status message's ``memory`` entry: resident size, the heap in use and free, and
+and :meth:`HeapTrimmer.report` is the status message's ``memory`` entry: resident size, the heap in use and free, and
 what the trims gave back. On a C library other than glibc (macOS, musl) nothing is trimmed and the report holds
 the resident size only.
 """
@@ -61,7 +61,6 @@ class HeapStats:
 
     in_use: int  # allocated and not freed (``uordblks`` + ``hblkhd``)
     free: int  # freed and kept by the allocator (``fordblks``): resident unless trimmed
-    arenas: int  # bytes of the arenas (``arena``)
 
 
 def heap_stats() -> HeapStats | None:
@@ -69,7 +68,7 @@ def heap_stats() -> HeapStats | None:
     if _LIBC is None:
         return None
     info = _LIBC.mallinfo2()
-    return HeapStats(in_use=int(info.uordblks + info.hblkhd), free=int(info.fordblks), arenas=int(info.arena))
+    return HeapStats(in_use=int(info.uordblks + info.hblkhd), free=int(info.fordblks))
 
 
 def resident_bytes() -> int | None:
