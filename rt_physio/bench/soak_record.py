@@ -138,10 +138,25 @@ def check_recording(path: Path, preds: Sequence[Pred], outlets: Mapping[tuple[st
     return out
 
 
-def resource_report(samples: Sequence[Mapping[str, Any]], warmup_s: float) -> dict[str, Any]:
-    """RSS and heap-in-use slopes (Theil–Sen, MB/h) after ``warmup_s``, threads, open files, CPU, deepest queues."""
+def _slope(points: Sequence[tuple[float, float]], name: str) -> dict[str, Any]:
+    """Theil–Sen slope of (hours, MB) points with its 95 % interval and range, as ``<name>_...`` keys ({} if < 3)."""
     from scipy.stats import theilslopes
 
+    if len(points) < 3:
+        return {}
+    hours, mb = np.array([h for h, _ in points]), np.array([v for _, v in points])
+    slope, _, low, high = theilslopes(mb, hours, alpha=0.95)
+    return {f"{name}_slope_mb_per_h": round(float(slope), 3),
+            f"{name}_slope_ci95": [round(float(low), 3), round(float(high), 3)],
+            f"{name}_mb_after_warmup": [round(float(mb.min()), 1), round(float(mb.max()), 1)]}
+
+
+def resource_report(samples: Sequence[Mapping[str, Any]], warmup_s: float) -> dict[str, Any]:
+    """Memory slopes (Theil–Sen, MB/h) after ``warmup_s``, threads, open files, CPU, deepest queues.
+
+    Slopes: ``rss`` (resident), its parts ``rss_anon`` (written memory, where a leak shows) and ``rss_file``
+    (mapped files' pages), and ``heap_in_use`` (glibc's in-use heap, from the status ``memory``).
+    """
     if not samples:
         return {"samples": 0}
     t0 = float(samples[0]["t"])
@@ -151,21 +166,16 @@ def resource_report(samples: Sequence[Mapping[str, Any]], warmup_s: float) -> di
                            "rss_mb_last": round(float(samples[-1]["rss_mb"]), 1),
                            "rss_mb_max": round(max(float(s["rss_mb"]) for s in samples), 1)}
     if len(after) >= 3:
-        hours = np.array([(s["t"] - t0) / 3600.0 for s in after])
-        rss = np.array([float(s["rss_mb"]) for s in after])
-        slope, _, low, high = theilslopes(rss, hours, alpha=0.95)
-        out.update(rss_slope_mb_per_h=round(float(slope), 3), rss_slope_ci95=[round(float(low), 3),
-                                                                                round(float(high), 3)],
-                   rss_mb_after_warmup=[round(float(rss.min()), 1), round(float(rss.max()), 1)])
-        heap = [(h, float(s["memory"]["heap_in_use_mb"])) for h, s in zip(hours, after, strict=True)
-                if "heap_in_use_mb" in s.get("memory", {})]
-        if len(heap) >= 3:  # the engine's own view (status `memory`): a leak rises here, fragmentation does not
-            h_hours, h_mb = np.array([h for h, _ in heap]), np.array([mb for _, mb in heap])
-            slope, _, low, high = theilslopes(h_mb, h_hours, alpha=0.95)
-            out.update(heap_in_use_slope_mb_per_h=round(float(slope), 3),
-                       heap_in_use_slope_ci95=[round(float(low), 3), round(float(high), 3)],
-                       heap_in_use_mb_after_warmup=[round(float(h_mb.min()), 1), round(float(h_mb.max()), 1)])
+        hours = [(s["t"] - t0) / 3600.0 for s in after]
+        for key in ("rss", "rss_anon", "rss_file"):
+            out.update(_slope([(h, float(s[f"{key}_mb"])) for h, s in zip(hours, after, strict=True)
+                               if f"{key}_mb" in s], key))
+        # the engine's own view (status `memory`): a leak rises here, fragmentation does not
+        out.update(_slope([(h, float(s["memory"]["heap_in_use_mb"])) for h, s in zip(hours, after, strict=True)
+                           if "heap_in_use_mb" in s.get("memory", {})], "heap_in_use"))
         memory = after[-1].get("memory", {})
+        if "arenas" in memory:
+            out["heap_arenas"] = memory["arenas"]
         if "trims" in memory:
             out["heap_trims"] = memory["trims"]
             out["heap_trimmed_mb"] = memory.get("trimmed_mb")

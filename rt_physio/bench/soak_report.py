@@ -34,10 +34,10 @@ def _rig_summary(rig: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "rss_slope_mb_per_h": res.get("rss_slope_mb_per_h"), "rss_slope_ci95": res.get("rss_slope_ci95"),
         "rss_mb_after_warmup": res.get("rss_mb_after_warmup"), "threads_after_warmup": res.get("threads_after_warmup"),
-        "heap_in_use_slope_mb_per_h": res.get("heap_in_use_slope_mb_per_h"),
-        "heap_in_use_slope_ci95": res.get("heap_in_use_slope_ci95"),
-        "heap_in_use_mb_after_warmup": res.get("heap_in_use_mb_after_warmup"),
+        **{f"{part}_{k}": res.get(f"{part}_{k}") for part in ("rss_anon", "rss_file", "heap_in_use")
+           for k in ("slope_mb_per_h", "slope_ci95", "mb_after_warmup")},
         "heap_trims": res.get("heap_trims"), "heap_trimmed_mb": res.get("heap_trimmed_mb"),
+        "heap_arenas": res.get("heap_arenas"),
         "fds_after_warmup": res.get("fds_after_warmup"), "cpu_percent": res.get("cpu_percent"),
         "queues_max": res.get("queues_max"),
         "predictions_received": _total(zmq, "received"),
@@ -122,9 +122,12 @@ def format_table(result: dict[str, Any]) -> str:
     rows = [
         ("RSS slope after warm-up, Theil–Sen (MB/h) [95 % CI]", "rss_slope_mb_per_h", "< 1"),
         ("RSS after warm-up (MB, min–max)", "rss_mb_after_warmup", ""),
+        ("RSS written (anon) slope (MB/h) [95 % CI]", "rss_anon_slope_mb_per_h", "< 1"),
+        ("RSS of mapped files slope (MB/h) [95 % CI]", "rss_file_slope_mb_per_h", ""),
+        ("RSS written / mapped files after warm-up (MB)", None, ""),
         ("heap in use (glibc) slope after warm-up (MB/h) [95 % CI]", "heap_in_use_slope_mb_per_h", "< 1"),
         ("heap in use after warm-up (MB, min–max)", "heap_in_use_mb_after_warmup", ""),
-        ("heap trims; MB they gave back", None, ""),
+        ("heap trims; MB they gave back; arenas", None, ""),
         ("threads after warm-up (min–max)", "threads_after_warmup", "flat"),
         ("open files after warm-up (min–max)", "fds_after_warmup", "flat"),
         ("engine CPU (% of one core)", "cpu_percent", ""),
@@ -152,11 +155,14 @@ def format_table(result: dict[str, Any]) -> str:
         cells = []
         for n in names:
             r = s[n]
-            if key in ("rss_slope_mb_per_h", "heap_in_use_slope_mb_per_h"):
+            if key is not None and key.endswith("_slope_mb_per_h"):
                 ci = key.replace("_mb_per_h", "_ci95")
                 cells.append(f"{_fmt(r.get(key))} [{_fmt(r.get(ci))}]")
             elif label.startswith("heap trims"):
-                cells.append(f"{_fmt(r.get('heap_trims'))}; {_fmt(r.get('heap_trimmed_mb'))}")
+                cells.append(f"{_fmt(r.get('heap_trims'))}; {_fmt(r.get('heap_trimmed_mb'))}; "
+                             f"{_fmt(r.get('heap_arenas'))}")
+            elif label.startswith("RSS written /"):
+                cells.append(f"{_fmt(r.get('rss_anon_mb_after_warmup'))} / {_fmt(r.get('rss_file_mb_after_warmup'))}")
             elif key is not None:
                 cells.append(_fmt(r.get(key)))
             elif label.startswith("out of order"):
@@ -207,11 +213,16 @@ def plot(result: dict[str, Any], path: Path) -> None:
         t0 = samples[0]["t"]
         t = np.array([(x["t"] - t0) / 60.0 for x in samples])
         axes[0, 0].plot(t, [x["rss_mb"] for x in samples], color=colours.get(name), label=f"{name} RSS")
+        if all("rss_anon_mb" in x for x in samples):
+            axes[0, 0].plot(t, [x["rss_anon_mb"] for x in samples], color=colours.get(name), ls="--",
+                            label=f"{name} RSS written (anon)")
         slope = result["summary"][name].get("rss_slope_mb_per_h")
         axes[0, 1].plot(t, [x["threads"] for x in samples], color=colours.get(name), label=f"{name} threads")
         axes[0, 1].plot(t, [x["fds"] for x in samples], color=colours.get(name), ls="--", label=f"{name} open files")
         if slope is not None:
-            axes[0, 0].plot([], [], " ", label=f"{name}: {slope:+.2f} MB/h after warm-up")
+            anon = result["summary"][name].get("rss_anon_slope_mb_per_h")
+            written = "" if anon is None else f", written {anon:+.2f}"
+            axes[0, 0].plot([], [], " ", label=f"{name}: RSS {slope:+.2f}{written} MB/h after warm-up")
     faulted = rigs.get("faulted")
     if faulted is not None and faulted["samples"]:
         t0 = faulted["samples"][0]["t"]
@@ -231,7 +242,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.set_xticks(range(len(_KIND_ORDER)), [k.replace("_", "\n") for k in _KIND_ORDER], fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-    axes[0, 0].set_title("engine RSS (MB); fault starts marked", fontsize=10)
+    axes[0, 0].set_title("engine RSS and its written part (MB); fault starts marked", fontsize=10)
     axes[0, 1].set_title("engine threads and open files", fontsize=10)
     for ax in (axes[0, 0], axes[0, 1]):
         ax.set_xlabel("minutes")

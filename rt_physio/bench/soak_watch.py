@@ -196,8 +196,8 @@ class MqttCollector:
 class ProcessSampler:
     """Sample a process's RSS, threads, open files and CPU time every ``every`` s (``queues`` adds more per sample).
 
-    ``samples`` holds dicts with ``t`` (engine clock), ``rss_mb``, ``threads``, ``fds``, ``cpu_s`` and whatever
-    ``extra()`` returns.
+    ``samples`` holds dicts with ``t`` (engine clock), ``rss_mb`` (and ``rss_anon_mb``, ``rss_file_mb``),
+    ``threads``, ``fds``, ``cpu_s`` and whatever ``extra()`` returns.
     """
 
     pid: int
@@ -227,6 +227,9 @@ class ProcessSampler:
             "t": float(pylsl.local_clock()), "rss_mb": int(status["VmRSS"].split()[0]) / 1024.0,
             "threads": int(status["Threads"]), "fds": fds, "cpu_s": (int(stat[11]) + int(stat[12])) / ticks,
         }
+        for key in ("RssAnon", "RssFile"):  # written memory (where a leak shows) and mapped files' pages
+            if key in status:
+                out[f"rss_{key[3:].lower()}_mb"] = int(status[key].split()[0]) / 1024.0
         if self.extra is not None:
             out.update(self.extra())
         return out

@@ -9,8 +9,10 @@ of the main arena on its own; ``malloc_trim(0)`` walks every arena and gives eve
 (110 ms for 1.6 GB here), and holds each arena's lock meanwhile: trimming every 30 s keeps each trim small.
 
 :class:`HeapTrimmer` does that every ``every_s`` seconds from the engine's watchdog (never from the hot path),
-and :meth:`HeapTrimmer.report` is the status message's ``memory`` entry: resident size, the heap in use and free, and
-what the trims gave back. On a C library other than glibc (macOS, musl) nothing is trimmed and the report holds
+and :meth:`HeapTrimmer.report` is the status message's ``memory`` entry: resident size (and its written and
+file-backed parts), the heap in use and free, the number of arenas, and what the trims gave back.
+:func:`limit_arenas` caps the arenas (``rt-physio run`` allows 2): glibc otherwise gives up to 8 per core to
+threads that allocate, and free memory in one arena serves no other. On a C library other than glibc (macOS, musl) nothing is trimmed and the report holds
 the resident size only.
 """
 
@@ -26,7 +28,8 @@ from typing import Any
 
 from rt_physio.clock import local_clock
 
-__all__ = ["HeapStats", "HeapTrimmer", "heap_stats", "resident_bytes", "trim_heap"]
+__all__ = ["HeapStats", "HeapTrimmer", "arena_count", "heap_stats", "limit_arenas", "resident_bytes",
+           "resident_split", "trim_heap"]
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +50,21 @@ def _glibc() -> Any | None:
         libc.mallinfo2.restype = _MallInfo2
         libc.malloc_trim.argtypes = [ctypes.c_size_t]
         libc.malloc_trim.restype = ctypes.c_int
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.mallopt.restype = ctypes.c_int
+        libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+        libc.malloc_info.restype = ctypes.c_int
+        libc.open_memstream.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)]
+        libc.open_memstream.restype = ctypes.c_void_p
+        libc.fclose.argtypes = [ctypes.c_void_p]
+        libc.free.argtypes = [ctypes.c_void_p]
     except (OSError, AttributeError):
         return None
     return libc
 
 
 _LIBC = _glibc()
+_M_ARENA_MAX = -8  # mallopt's parameter number for the arena limit (glibc's malloc.h)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +90,58 @@ def resident_bytes() -> int | None:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
+
+
+def resident_split() -> dict[str, int]:
+    """Return this process's resident bytes by kind (Linux ``/proc/self/status``): ``anon``, ``file``, ``shmem``.
+
+    ``anon`` is memory the process wrote (heaps, stacks, Python's own arenas): a leak rises here. ``file`` is
+    pages of mapped files, mostly the code of shared libraries as it is first run (a plateau, and the kernel can
+    take it back at any time). Empty where the kernel does not report them.
+    """
+    out: dict[str, int] = {}
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                key, _, value = line.partition(":")
+                if key in ("RssAnon", "RssFile", "RssShmem"):
+                    out[key[3:].lower()] = int(value.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return {}
+    return out
+
+
+def limit_arenas(count: int) -> bool:
+    """Let glibc's allocator use at most ``count`` arenas from now on; False where it cannot (not glibc).
+
+    glibc gives threads that contend for the heap arenas of their own, up to 8 per core, and memory freed in one
+    arena serves only that arena: a process whose threads free and allocate buffers of many sizes (acquisition,
+    inference, publishers, recorder) keeps each arena's high-water mark. Fewer arenas share the free memory.
+    Arenas made before the call stay; call it before the process starts its threads. The same as setting
+    ``MALLOC_ARENA_MAX`` before the process starts (``rt-physio run`` calls this unless that variable is set).
+    """
+    if _LIBC is None or count < 1:
+        return False
+    return bool(_LIBC.mallopt(_M_ARENA_MAX, count))
+
+
+def arena_count() -> int | None:
+    """Return how many arenas glibc's allocator has made in this process (``malloc_info``), or None elsewhere."""
+    if _LIBC is None:
+        return None
+    buf, size = ctypes.c_void_p(), ctypes.c_size_t()
+    stream = _LIBC.open_memstream(ctypes.byref(buf), ctypes.byref(size))
+    if not stream:
+        return None
+    try:
+        _LIBC.malloc_info(0, stream)
+    finally:
+        _LIBC.fclose(stream)  # flushes: buf and size are valid after this
+    try:
+        xml = ctypes.string_at(buf, size.value).decode("ascii", "replace")
+    finally:
+        _LIBC.free(buf)
+    return xml.count("<heap nr=")
 
 
 def trim_heap() -> bool:
@@ -131,10 +195,15 @@ class HeapTrimmer:
         rss = resident_bytes()
         if rss is not None:
             out["rss_mb"] = round(rss / _MB, 1)
+        for kind, size in resident_split().items():
+            out[f"rss_{kind}_mb"] = round(size / _MB, 1)
         stats = heap_stats()
         if stats is not None:
             out["heap_in_use_mb"] = round(stats.in_use / _MB, 1)
             out["heap_free_mb"] = round(stats.free / _MB, 1)
+            arenas = arena_count()
+            if arenas is not None:
+                out["arenas"] = arenas
         if self.available and self.every_s > 0:
             out["trims"] = self.trims
             out["trimmed_mb"] = round(self.released_bytes / _MB, 1)
