@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -145,16 +144,8 @@ def _configure_logging(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-#: glibc arenas for ``rt-physio run`` (see runtime/heap.limit_arenas); ``MALLOC_ARENA_MAX`` in the environment wins
-RUN_ARENAS = 2
-
-
 def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from rt_physio.config import EngineConfig, SessionConfig, load_engine_config
-    from rt_physio.runtime.heap import limit_arenas
-
-    if "MALLOC_ARENA_MAX" not in os.environ:  # before any thread of the run starts: fewer arenas hold less freed heap
-        limit_arenas(RUN_ARENAS)
 
     def spec(value: str | None, default: str | None) -> str | None:
         if value is None:

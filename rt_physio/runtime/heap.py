@@ -11,9 +11,11 @@ of the main arena on its own; ``malloc_trim(0)`` walks every arena and gives eve
 :class:`HeapTrimmer` does that every ``every_s`` seconds from the engine's watchdog (never from the hot path),
 and :meth:`HeapTrimmer.report` is the status message's ``memory`` entry: resident size (and its written and
 file-backed parts), the heap in use and free, the number of arenas, and what the trims gave back.
-:func:`limit_arenas` caps the arenas (``rt-physio run`` allows 2): glibc otherwise gives up to 8 per core to
-threads that allocate, and free memory in one arena serves no other. On a C library other than glibc (macOS, musl) nothing is trimmed and the report holds
-the resident size only.
+:func:`limit_arenas` caps the arenas, as ``MALLOC_ARENA_MAX`` does from the environment: glibc otherwise gives up
+to 8 per core to threads that allocate, and free memory in one arena serves no other. The engine does not cap
+them by default: neither what two arenas save (one soak each way) nor what they cost in latency (p99 1.01–1.25×
+in three runs of benchmarks/bench_arenas.py) is established (README, "Soak"). On a C library other than glibc
+(macOS, musl) nothing is trimmed and the report holds the resident size only.
 """
 
 from __future__ import annotations
@@ -117,8 +119,8 @@ def limit_arenas(count: int) -> bool:
     glibc gives threads that contend for the heap arenas of their own, up to 8 per core, and memory freed in one
     arena serves only that arena: a process whose threads free and allocate buffers of many sizes (acquisition,
     inference, publishers, recorder) keeps each arena's high-water mark. Fewer arenas share the free memory.
-    Arenas made before the call stay; call it before the process starts its threads. The same as setting
-    ``MALLOC_ARENA_MAX`` before the process starts (``rt-physio run`` calls this unless that variable is set).
+    Arenas made before the call stay; call it before the process starts its threads (an application that embeds
+    the engine). The same as setting ``MALLOC_ARENA_MAX`` before the process starts.
     """
     if _LIBC is None or count < 1:
         return False
@@ -204,6 +206,9 @@ class HeapTrimmer:
             arenas = arena_count()
             if arenas is not None:
                 out["arenas"] = arenas
+        arrow = sys.modules.get("pyarrow")  # loaded by the recorder: its buffers live in Arrow's own pool
+        if arrow is not None:
+            out["arrow_mb"] = round(arrow.total_allocated_bytes() / _MB, 1)
         if self.available and self.every_s > 0:
             out["trims"] = self.trims
             out["trimmed_mb"] = round(self.released_bytes / _MB, 1)

@@ -55,7 +55,8 @@ def test_status_messages_carry_the_queue_depths_of_a_recording_engine(tmp_path: 
     assert 0 <= queues["recorder_bytes"] < 1 << 20  # a quarter of a second of one stream at most
     assert engine.queue_depths("q") == {"executor": 0, "recorder": 0, "recorder_bytes": 0, "mqtt": 0}  # all drained
     memory = heartbeat["memory"]  # the engine process's memory, glibc heap included (Debian)
-    assert {"rss_mb", "rss_anon_mb", "rss_file_mb", "heap_in_use_mb", "heap_free_mb", "arenas", "trims",
-            "trimmed_mb"} <= set(memory)
+    assert {"rss_mb", "rss_anon_mb", "rss_file_mb", "heap_in_use_mb", "heap_free_mb", "arenas", "arrow_mb",
+            "trims", "trimmed_mb"} <= set(memory)  # arrow_mb: this engine records, so Arrow's pool is in use
+    assert 0 <= memory["arrow_mb"] < memory["rss_mb"]
     assert memory["rss_anon_mb"] + memory["rss_file_mb"] <= memory["rss_mb"] + 8  # parts of it (read apart)
     assert 0 < memory["heap_in_use_mb"] < memory["rss_mb"] * 4
