@@ -151,11 +151,35 @@ def _slope(points: Sequence[tuple[float, float]], name: str) -> dict[str, Any]:
             f"{name}_mb_after_warmup": [round(float(mb.min()), 1), round(float(mb.max()), 1)]}
 
 
+def _floor_slope(points: Sequence[tuple[float, float]], name: str, block_h: float = 5.0 / 60.0) -> dict[str, Any]:
+    """Theil–Sen slope of the lowest value in each ``block_h`` block, as ``<name>_floor_...`` keys ({} if < 3).
+
+    Memory swings by many MB within minutes (batches and segments come and go), which makes successive samples
+    far from independent; the floor under those swings is what a leak lifts.
+    """
+    from scipy.stats import theilslopes
+
+    if not points:
+        return {}
+    start = points[0][0]
+    floors: dict[int, float] = {}
+    for hours, mb in points:
+        block = int((hours - start) // block_h)
+        floors[block] = min(mb, floors.get(block, mb))
+    if len(floors) < 3:
+        return {}
+    blocks = sorted(floors)
+    slope, _, low, high = theilslopes([floors[b] for b in blocks], [start + (b + 0.5) * block_h for b in blocks])
+    return {f"{name}_floor_slope_mb_per_h": round(float(slope), 3),
+            f"{name}_floor_slope_ci95": [round(float(low), 3), round(float(high), 3)]}
+
+
 def resource_report(samples: Sequence[Mapping[str, Any]], warmup_s: float) -> dict[str, Any]:
     """Memory slopes (Theil–Sen, MB/h) after ``warmup_s``, threads, open files, CPU, deepest queues.
 
-    Slopes: ``rss`` (resident), its parts ``rss_anon`` (written memory, where a leak shows) and ``rss_file``
-    (mapped files' pages), and ``heap_in_use`` (glibc's in-use heap, from the status ``memory``).
+    Slopes: ``rss`` (resident; also ``rss_floor``, the slope of each 5 minutes' lowest RSS), its parts ``rss_anon``
+    (written memory, where a leak shows) and ``rss_file`` (mapped files' pages), and ``heap_in_use`` (glibc's
+    in-use heap, from the status ``memory``).
     """
     if not samples:
         return {"samples": 0}
@@ -168,8 +192,10 @@ def resource_report(samples: Sequence[Mapping[str, Any]], warmup_s: float) -> di
     if len(after) >= 3:
         hours = [(s["t"] - t0) / 3600.0 for s in after]
         for key in ("rss", "rss_anon", "rss_file"):
-            out.update(_slope([(h, float(s[f"{key}_mb"])) for h, s in zip(hours, after, strict=True)
-                               if f"{key}_mb" in s], key))
+            points = [(h, float(s[f"{key}_mb"])) for h, s in zip(hours, after, strict=True) if f"{key}_mb" in s]
+            out.update(_slope(points, key))
+            if key == "rss":
+                out.update(_floor_slope(points, key))
         # the engine's own view (status `memory`): a leak rises here, fragmentation does not
         out.update(_slope([(h, float(s["memory"]["heap_in_use_mb"])) for h, s in zip(hours, after, strict=True)
                            if "heap_in_use_mb" in s.get("memory", {})], "heap_in_use"))

@@ -36,6 +36,8 @@ def _rig_summary(rig: dict[str, Any]) -> dict[str, Any]:
         "rss_mb_after_warmup": res.get("rss_mb_after_warmup"), "threads_after_warmup": res.get("threads_after_warmup"),
         **{f"{part}_{k}": res.get(f"{part}_{k}") for part in ("rss_anon", "rss_file", "heap_in_use")
            for k in ("slope_mb_per_h", "slope_ci95", "mb_after_warmup")},
+        "rss_floor_slope_mb_per_h": res.get("rss_floor_slope_mb_per_h"),
+        "rss_floor_slope_ci95": res.get("rss_floor_slope_ci95"),
         "heap_trims": res.get("heap_trims"), "heap_trimmed_mb": res.get("heap_trimmed_mb"),
         "heap_arenas": res.get("heap_arenas"),
         "fds_after_warmup": res.get("fds_after_warmup"), "cpu_percent": res.get("cpu_percent"),
@@ -122,6 +124,7 @@ def format_table(result: dict[str, Any]) -> str:
     rows = [
         ("RSS slope after warm-up, Theil–Sen (MB/h) [95 % CI]", "rss_slope_mb_per_h", "< 1"),
         ("RSS after warm-up (MB, min–max)", "rss_mb_after_warmup", ""),
+        ("RSS floor slope: each 5 min's lowest (MB/h) [95 % CI]", "rss_floor_slope_mb_per_h", "< 1"),
         ("RSS written (anon) slope (MB/h) [95 % CI]", "rss_anon_slope_mb_per_h", "< 1"),
         ("RSS of mapped files slope (MB/h) [95 % CI]", "rss_file_slope_mb_per_h", ""),
         ("RSS written / mapped files after warm-up (MB)", None, ""),
